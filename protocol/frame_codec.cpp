@@ -1,0 +1,66 @@
+#include "protocol/frame_codec.hpp"
+
+#include <flatbuffers/flatbuffers.h>
+
+namespace im::protocol {
+
+VerifyLimits response_verify_limits(std::uint32_t max_messages) {
+  // Frame + body table + one table per message, with room to spare.
+  return VerifyLimits{.max_depth = 8, .max_tables = 16 + 2 * max_messages};
+}
+
+std::uint32_t read_length_prefix(std::span<const std::uint8_t> header) {
+  return static_cast<std::uint32_t>(header[0]) | (static_cast<std::uint32_t>(header[1]) << 8) |
+         (static_cast<std::uint32_t>(header[2]) << 16) |
+         (static_cast<std::uint32_t>(header[3]) << 24);
+}
+
+const char* check_frame_length(std::uint32_t length, std::uint32_t max_frame_bytes,
+                               wire::ErrorCode& code) {
+  if (length == 0) {
+    code = wire::ErrorCode::ProtocolError;
+    return "zero-length frame";
+  }
+  if (length > max_frame_bytes) {
+    code = wire::ErrorCode::TooLarge;
+    return "frame length above the server's max_frame_bytes";
+  }
+  return nullptr;
+}
+
+Decoded decode_frame(std::span<const std::uint8_t> input, std::uint32_t max_frame_bytes) {
+  Decoded out;
+  if (input.size() < kLengthPrefixBytes) return out;  // need_more
+  const std::uint32_t length = read_length_prefix(input.first(kLengthPrefixBytes));
+  if (const char* reason = check_frame_length(length, max_frame_bytes, out.error)) {
+    out.status = DecodeStatus::error;
+    out.reason = reason;
+    return out;
+  }
+  if (input.size() - kLengthPrefixBytes < length) return out;  // need_more
+  out.status = DecodeStatus::frame;
+  out.payload = input.subspan(kLengthPrefixBytes, length);
+  out.consumed = kLengthPrefixBytes + length;
+  return out;
+}
+
+const wire::Frame* verify_frame(std::span<const std::uint8_t> payload, const VerifyLimits& limits,
+                                std::string& why) {
+  if (payload.size() < sizeof(flatbuffers::uoffset_t) + flatbuffers::kFileIdentifierLength) {
+    why = "frame too short to hold a FlatBuffers root";
+    return nullptr;
+  }
+  if (!flatbuffers::BufferHasIdentifier(payload.data(), wire::FrameIdentifier())) {
+    why = "wrong file identifier (expected \"IMP1\")";
+    return nullptr;
+  }
+  flatbuffers::Verifier verifier(payload.data(), payload.size(), limits.max_depth,
+                                 limits.max_tables);
+  if (!verifier.VerifyBuffer<wire::Frame>(wire::FrameIdentifier())) {
+    why = "frame failed FlatBuffers verification";
+    return nullptr;
+  }
+  return flatbuffers::GetRoot<wire::Frame>(payload.data());
+}
+
+}  // namespace im::protocol

@@ -1,0 +1,68 @@
+#pragma once
+// Frame codec: pure functions that find, size-check and verify frames in bytes.
+//
+// Wire framing (see protocol/README.md): a 4-byte little-endian length N, then
+// N bytes whose root is im.wire.Frame with file identifier "IMP1". This is the
+// layout FlatBufferBuilder::FinishSizePrefixed writes.
+//
+// Thread-safety: every function here is pure and may be called from any thread.
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "im/protocol/im_generated.h"
+
+namespace im::protocol {
+
+inline constexpr std::size_t kLengthPrefixBytes = 4;
+inline constexpr std::uint32_t kDefaultMaxFrameBytes = 1u << 20;  // 1 MiB
+
+/// Limits for the FlatBuffers Verifier. Tight values reject deeply nested or
+/// table-bomb frames before any field is read.
+struct VerifyLimits {
+  std::uint32_t max_depth = 8;
+  std::uint32_t max_tables = 64;
+};
+
+/// Limits a client should use for server responses: a PullResult carries up to
+/// `max_messages` Message tables.
+VerifyLimits response_verify_limits(std::uint32_t max_messages);
+
+enum class DecodeStatus { need_more, frame, error };
+
+/// Outcome of looking for one frame at the start of a byte stream.
+struct Decoded {
+  DecodeStatus status = DecodeStatus::need_more;
+  /// The frame's payload (after the length prefix); valid while the input is.
+  std::span<const std::uint8_t> payload;
+  /// Bytes to drop from the input once the frame is handled (prefix + payload).
+  std::size_t consumed = 0;
+  /// When status == error: why, for the Error frame sent before closing.
+  wire::ErrorCode error = wire::ErrorCode::Unknown;
+  const char* reason = "";
+};
+
+/// Reads the 4-byte little-endian length at the start of `header`, which must
+/// hold at least kLengthPrefixBytes bytes.
+std::uint32_t read_length_prefix(std::span<const std::uint8_t> header);
+
+/// Checks a frame length taken from the wire before anything is allocated for
+/// it. Returns nullptr if acceptable, else a reason (the code is TooLarge for an
+/// oversized length and ProtocolError for zero).
+const char* check_frame_length(std::uint32_t length, std::uint32_t max_frame_bytes,
+                               wire::ErrorCode& code);
+
+/// Finds the first frame in `input`: need_more if it is incomplete, error if
+/// its length is zero or above `max_frame_bytes`, else the frame's payload.
+/// Does not verify the payload; call verify_frame on it next.
+Decoded decode_frame(std::span<const std::uint8_t> input, std::uint32_t max_frame_bytes);
+
+/// Runs the FlatBuffers Verifier (with `limits`) and the file identifier check
+/// over a payload. Returns the root Frame, or nullptr with `why` filled in.
+/// No field of an unverified buffer is ever read.
+const wire::Frame* verify_frame(std::span<const std::uint8_t> payload, const VerifyLimits& limits,
+                                std::string& why);
+
+}  // namespace im::protocol
