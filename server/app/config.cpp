@@ -1,0 +1,123 @@
+#include "server/app/config.hpp"
+
+#include <charconv>
+#include <iostream>
+#include <stdexcept>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "protocol/frame_codec.hpp"
+
+namespace im::server {
+namespace {
+
+void require(bool ok, const std::string& message) {
+  if (!ok) throw std::invalid_argument(message);
+}
+
+}  // namespace
+
+std::string mask_url_password(const std::string& url) {
+  const auto scheme = url.find("://");
+  if (scheme == std::string::npos) return url;
+  const auto at = url.find('@', scheme + 3);
+  if (at == std::string::npos) return url;
+  const auto colon = url.find(':', scheme + 3);
+  if (colon == std::string::npos || colon > at) return url;
+  return url.substr(0, colon + 1) + "***" + url.substr(at);
+}
+
+void validate(Config& c) {
+  // HOST:PORT, with [v6]:PORT for IPv6.
+  const auto colon = c.listen.rfind(':');
+  require(colon != std::string::npos && colon + 1 < c.listen.size(),
+          "--listen must be HOST:PORT (got '" + c.listen + "')");
+  std::string host = c.listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  require(!host.empty(), "--listen must name a host (got '" + c.listen + "')");
+  const std::string port = c.listen.substr(colon + 1);
+  unsigned value = 0;
+  const auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  require(ec == std::errc() && p == port.data() + port.size() && value <= 65535,
+          "--listen port must be 0-65535 (got '" + port + "')");
+  c.listen_host = host;
+  c.listen_port = static_cast<std::uint16_t>(value);
+
+  require(c.pg_url.rfind("postgresql://", 0) == 0 || c.pg_url.rfind("postgres://", 0) == 0 ||
+              c.pg_url.find('=') != std::string::npos,
+          "--pg-url must be a postgresql:// URL or a libpq key=value string");
+  require(c.redis_url.rfind("redis://", 0) == 0, "--redis-url must be a redis:// URL");
+  if (c.threads == 0) c.threads = std::max(1u, std::thread::hardware_concurrency());
+  require(c.threads <= 256, "--threads must be 1-256");
+  require(c.batch_max >= 1 && c.batch_max <= 100000, "--batch-max must be 1-100000");
+  require(c.batch_delay_us <= 1000000, "--batch-delay-us must be at most 1000000");
+  require(c.queue_capacity >= c.batch_max, "--queue-capacity must be at least --batch-max");
+  require(c.max_frame_bytes >= 1024 && c.max_frame_bytes <= (64u << 20),
+          "--max-frame-bytes must be 1024-67108864");
+  require(c.max_body_bytes >= 1 && c.max_body_bytes + 1024 <= c.max_frame_bytes,
+          "--max-body-bytes must be at least 1 and leave 1 KiB of the frame for headers");
+  require(c.max_pull_limit >= 1 && c.max_pull_limit <= 10000, "--max-pull-limit must be 1-10000");
+  require(c.max_wait_ms <= 600000, "--max-wait-ms must be at most 600000");
+  require(c.gap_fill_ms >= 10, "--gap-fill-ms must be at least 10");
+  require(c.pg_pool >= 1 && c.pg_pool <= 256, "--pg-pool must be 1-256");
+  static const char* kLevels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+  require(std::find(std::begin(kLevels), std::end(kLevels), c.log_level) != std::end(kLevels),
+          "--log-level must be one of trace, debug, info, warn, error, critical, off");
+}
+
+std::string describe(const Config& c) {
+  return fmt::format(
+      "listen={} pg_url={} redis_url={} threads={} batch_max={} batch_delay_us={} "
+      "queue_capacity={} max_frame_bytes={} max_body_bytes={} max_pull_limit={} max_wait_ms={} "
+      "gap_fill_ms={} pg_pool={} drain_timeout_ms={} log_level={}",
+      c.listen, mask_url_password(c.pg_url), mask_url_password(c.redis_url), c.threads,
+      c.batch_max, c.batch_delay_us, c.queue_capacity, c.max_frame_bytes, c.max_body_bytes,
+      c.max_pull_limit, c.max_wait_ms, c.gap_fill_ms, c.pg_pool, c.drain_timeout_ms, c.log_level);
+}
+
+ParseResult parse_config(int argc, char** argv, Config& c) {
+  CLI::App app{"im-server: durable instant-messaging server (TCP, FlatBuffers frames)"};
+  app.set_version_flag("--version", "im-server 0.1.0");
+  auto opt = [&](const char* flag, auto& value, const char* env, const char* help) {
+    return app.add_option(flag, value, help)->envname(env)->capture_default_str();
+  };
+  opt("--listen", c.listen, "IM_LISTEN", "address to listen on, HOST:PORT (port 0: any free port)");
+  opt("--pg-url", c.pg_url, "IM_PG_URL", "PostgreSQL connection URL");
+  opt("--redis-url", c.redis_url, "IM_REDIS_URL", "Redis URL, redis://[:password@]host:port[/db]");
+  opt("--threads", c.threads, "IM_THREADS", "I/O threads (0: one per hardware thread)");
+  opt("--batch-max", c.batch_max, "IM_BATCH_MAX", "group commit: most sends per transaction");
+  opt("--batch-delay-us", c.batch_delay_us, "IM_BATCH_DELAY_US",
+      "group commit: longest wait for a batch to fill, after its first send (µs)");
+  opt("--queue-capacity", c.queue_capacity, "IM_QUEUE_CAPACITY",
+      "sends waiting for the writer before new ones get 'busy'");
+  opt("--max-frame-bytes", c.max_frame_bytes, "IM_MAX_FRAME_BYTES", "largest frame accepted");
+  opt("--max-body-bytes", c.max_body_bytes, "IM_MAX_BODY_BYTES", "largest message body accepted");
+  opt("--max-pull-limit", c.max_pull_limit, "IM_MAX_PULL_LIMIT", "most messages per pull or history page");
+  opt("--max-wait-ms", c.max_wait_ms, "IM_MAX_WAIT_MS", "longest long-poll wait");
+  opt("--gap-fill-ms", c.gap_fill_ms, "IM_GAP_FILL_MS",
+      "a missing inbox seq older than this is filled with a tombstone");
+  opt("--pg-pool", c.pg_pool, "IM_PG_POOL", "PostgreSQL connections (threads) for reads");
+  opt("--drain-timeout-ms", c.drain_timeout_ms, "IM_DRAIN_TIMEOUT_MS",
+      "on SIGINT/SIGTERM, longest wait for in-flight requests");
+  opt("--log-level", c.log_level, "IM_LOG_LEVEL", "trace, debug, info, warn, error, critical, off");
+  opt("--port-file", c.port_file, "IM_PORT_FILE", "write the bound port to this file once listening");
+  opt("--server-name", c.server_name, "IM_SERVER_NAME", "name sent to clients in Welcome");
+  app.add_flag("--check-config", c.check_config,
+               "validate the configuration, print it and exit (connects to nothing)");
+  try {
+    app.parse(argc, argv);
+    validate(c);
+  } catch (const CLI::ParseError& e) {
+    return {ParseResult::Action::exit, app.exit(e)};
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "im-server: invalid configuration: " << e.what() << "\n";
+    return {ParseResult::Action::exit, 2};
+  }
+  return {};
+}
+
+}  // namespace im::server

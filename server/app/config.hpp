@@ -1,0 +1,56 @@
+#pragma once
+// Config: every im-server setting, with defaults, filled from command-line
+// flags and then the matching IM_* environment variables (a flag wins), and
+// validated once at start-up.
+
+#include <cstdint>
+#include <string>
+
+namespace im::server {
+
+struct Config {
+  std::string listen = "127.0.0.1:7400";
+  std::string pg_url = "postgresql://im@127.0.0.1:5432/im";
+  std::string redis_url = "redis://127.0.0.1:6379";
+  unsigned threads = 0;  // 0: one per hardware thread
+  std::uint32_t batch_max = 1024;
+  std::uint32_t batch_delay_us = 200;
+  std::uint32_t queue_capacity = 65536;
+  std::uint32_t max_frame_bytes = 1u << 20;
+  std::uint32_t max_body_bytes = 64 * 1024;
+  std::uint32_t max_pull_limit = 1000;
+  std::uint32_t max_wait_ms = 60000;
+  std::uint32_t gap_fill_ms = 2000;
+  std::uint32_t pg_pool = 4;
+  std::uint32_t drain_timeout_ms = 10000;
+  std::string log_level = "info";
+  std::string port_file;
+  std::string server_name = "im-server";
+  bool check_config = false;
+
+  // Filled by validate():
+  std::string listen_host;
+  std::uint16_t listen_port = 0;
+};
+
+/// Outcome of parsing the command line.
+struct ParseResult {
+  enum class Action { run, exit } action = Action::run;
+  int exit_code = 0;  // when action == exit (--help: 0, a bad value: 2)
+};
+
+/// Parses argv and the environment into `config`, validates it, and prints
+/// --help or a clear error itself. Never throws.
+ParseResult parse_config(int argc, char** argv, Config& config);
+
+/// Checks ranges and formats and fills the derived fields; throws
+/// std::invalid_argument with a message naming the setting.
+void validate(Config& config);
+
+/// One line with the effective configuration, secrets (passwords) masked.
+std::string describe(const Config& config);
+
+/// "postgresql://im:secret@h/db" -> "postgresql://im:***@h/db".
+std::string mask_url_password(const std::string& url);
+
+}  // namespace im::server

@@ -1,0 +1,136 @@
+#include "server/app/server.hpp"
+
+#include <chrono>
+#include <stdexcept>
+
+#include <pqxx/pqxx>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "server/net/listener.hpp"
+#include "server/service/service.hpp"
+#include "server/service/waiters.hpp"
+#include "server/storage/group_commit_writer.hpp"
+#include "server/storage/pg_reader_pool.hpp"
+#include "server/storage/schema.hpp"
+
+namespace im::server {
+
+void init_logging(const std::string& level) {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+    for (const char* name : {"net", "svc", "pg", "app"}) {
+      auto logger = std::make_shared<spdlog::logger>(name, sink);
+      logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ [%n] %v");
+      spdlog::register_logger(logger);
+    }
+  });
+  spdlog::set_level(spdlog::level::from_str(level));
+}
+
+Server::Server(Config config) : config_(std::move(config)) {
+  validate(config_);
+  init_logging(config_.log_level);
+}
+
+Server::~Server() { stop(); }
+
+std::uint16_t Server::port() const { return listener_ ? listener_->port() : 0; }
+
+void Server::start() {
+  auto log = spdlog::get("app");
+  log->info("starting: {}", describe(config_));
+
+  // Migrate first: a server that cannot reach its database should say so now.
+  // Retried briefly so that `docker compose up` and scripts may start us first.
+  PgSessionOptions pg{config_.pg_url};
+  for (int attempt = 1;; ++attempt) {
+    try {
+      pqxx::connection conn(config_.pg_url);
+      const int applied = migrate(conn);
+      log->info("schema at version {} ({} migration(s) applied now)", latest_schema_version(),
+                applied);
+      break;
+    } catch (const std::exception& e) {
+      if (attempt >= 20) {
+        throw std::runtime_error(std::string("cannot prepare the database: ") + e.what());
+      }
+      log->warn("database not ready ({}); retrying", e.what());
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+  }
+
+  waiters_ = std::make_unique<Waiters>();
+  GroupCommitOptions wopt;
+  wopt.pg = pg;
+  wopt.redis = parse_redis_url(config_.redis_url);
+  wopt.batch_max = config_.batch_max;
+  wopt.batch_delay = std::chrono::microseconds(config_.batch_delay_us);
+  wopt.queue_capacity = config_.queue_capacity;
+  writer_ = std::make_unique<GroupCommitWriter>(wopt, *waiters_);
+
+  ReaderPoolOptions ropt;
+  ropt.pg = pg;
+  ropt.threads = config_.pg_pool;
+  ropt.gap_fill = std::chrono::milliseconds(config_.gap_fill_ms);
+  reader_ = std::make_unique<PgReaderPool>(ropt);
+
+  ServiceLimits limits;
+  limits.max_frame_bytes = config_.max_frame_bytes;
+  limits.max_body_bytes = config_.max_body_bytes;
+  limits.max_pull_limit = config_.max_pull_limit;
+  limits.default_pull_limit = std::min<std::uint32_t>(100, config_.max_pull_limit);
+  limits.max_wait_ms = config_.max_wait_ms;
+  service_ = std::make_unique<Service>(limits, *writer_, *reader_, *waiters_, config_.server_name);
+
+  std::vector<asio::io_context*> contexts;
+  for (unsigned i = 0; i < config_.threads; ++i) {
+    io_.push_back(std::make_unique<asio::io_context>(1));
+    work_.push_back(asio::make_work_guard(*io_.back()));
+    contexts.push_back(io_.back().get());
+  }
+  SessionLimits slimits;
+  slimits.max_frame_bytes = config_.max_frame_bytes;
+  const asio::ip::tcp::endpoint endpoint(asio::ip::make_address(config_.listen_host),
+                                         config_.listen_port);
+  listener_ = std::make_unique<Listener>(contexts, endpoint, *service_, slimits);
+
+  writer_->start();
+  reader_->start();
+  for (auto& io : io_) {
+    io_threads_.emplace_back([ctx = io.get()] { ctx->run(); });
+  }
+  listener_->start();
+  running_ = true;
+  log->info("listening on {}:{}", config_.listen_host, listener_->port());
+}
+
+void Server::stop() {
+  if (!running_) return;
+  running_ = false;
+  auto log = spdlog::get("app");
+  log->info("shutting down: draining in-flight requests");
+  listener_->stop_accepting();
+  service_->begin_shutdown();
+  listener_->shutdown_sessions();
+  // Commit and ack everything already queued; later sends are refused.
+  writer_->stop();
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(config_.drain_timeout_ms);
+  while (listener_->session_count() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (const auto left = listener_->session_count(); left > 0) {
+    log->warn("{} connection(s) still open after the drain timeout; closing", left);
+  }
+  reader_->stop();
+  work_.clear();
+  for (auto& io : io_) io->stop();
+  for (auto& t : io_threads_) t.join();
+  io_threads_.clear();
+  listener_.reset();
+  log->info("stopped: {} batch(es) committed", writer_->batches_committed());
+}
+
+}  // namespace im::server

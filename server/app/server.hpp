@@ -1,0 +1,61 @@
+#pragma once
+// Server: wires configuration to the parts and runs them. Used by main() and
+// by the end-to-end tests, which run a whole server in-process on port 0.
+//
+// start() connects to PostgreSQL (migrating the schema), starts the writer,
+// the reader pool and the I/O threads, and begins accepting. stop() drains:
+// stop accepting, stop reading requests, commit and ack every queued send,
+// answer pending long polls, close connections, join threads.
+//
+// Thread-safety: start()/stop() from one thread.
+
+#include <asio/io_context.hpp>
+#include <cstdint>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "server/app/config.hpp"
+
+namespace im::server {
+
+class GroupCommitWriter;
+class PgReaderPool;
+class Waiters;
+class Service;
+class Listener;
+
+/// Creates the named spdlog loggers (net, svc, pg, app) once, at `level`.
+void init_logging(const std::string& level);
+
+class Server {
+ public:
+  explicit Server(Config config);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  /// Throws std::runtime_error when a backend cannot be reached or the port
+  /// cannot be bound.
+  void start();
+  void stop();
+
+  std::uint16_t port() const;
+  const Config& config() const { return config_; }
+  GroupCommitWriter& writer() { return *writer_; }
+  PgReaderPool& reader() { return *reader_; }
+
+ private:
+  Config config_;
+  std::unique_ptr<Waiters> waiters_;
+  std::unique_ptr<GroupCommitWriter> writer_;
+  std::unique_ptr<PgReaderPool> reader_;
+  std::unique_ptr<Service> service_;
+  std::vector<std::unique_ptr<asio::io_context>> io_;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+  std::vector<std::thread> io_threads_;
+  std::unique_ptr<Listener> listener_;
+  bool running_ = false;
+};
+
+}  // namespace im::server

@@ -1,0 +1,187 @@
+#include "server/service/service.hpp"
+
+#include <algorithm>
+#include <chrono>
+
+#include <asio/post.hpp>
+#include <spdlog/spdlog.h>
+
+#include "protocol/validate.hpp"
+#include "server/service/pull_operation.hpp"
+
+namespace im::server {
+namespace {
+
+using protocol::encode_error;
+using wire::ErrorCode;
+
+std::int64_t wall_clock_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::uint32_t retry_hint_ms(StoreCode code) {
+  return code == StoreCode::unavailable || code == StoreCode::busy ? 200 : 0;
+}
+
+}  // namespace
+
+wire::ErrorCode to_error_code(StoreCode code) {
+  switch (code) {
+    case StoreCode::ok: return ErrorCode::Unknown;
+    case StoreCode::unavailable: return ErrorCode::Unavailable;
+    case StoreCode::busy: return ErrorCode::Busy;
+    case StoreCode::conflict: return ErrorCode::BadRequest;
+    case StoreCode::internal: return ErrorCode::Internal;
+  }
+  return ErrorCode::Internal;
+}
+
+Service::Service(ServiceLimits limits, MessageWriter& writer, MessageReader& reader,
+                 Waiters& waiters, std::string server_name)
+    : limits_(limits),
+      writer_(writer),
+      reader_(reader),
+      waiters_(waiters),
+      server_name_(std::move(server_name)) {}
+
+void Service::begin_shutdown() {
+  shutting_down_.store(true);
+  waiters_.notify_all();
+}
+
+void Service::handle(const std::shared_ptr<Connection>& conn, const wire::Frame& frame) {
+  const std::uint64_t rid = frame.request_id();
+  if (rid == 0) {
+    return conn->respond(encode_error(0, ErrorCode::BadRequest, "request_id must be non-zero"));
+  }
+  const auto type = frame.body_type();
+  if (type == wire::Body::Ping) {
+    const auto* ping = frame.body_as_Ping();
+    return conn->respond(protocol::encode_pong(rid, ping->nonce(), wall_clock_us()));
+  }
+  if (type == wire::Body::Hello) return on_hello(conn, rid, *frame.body_as_Hello());
+  if (type == wire::Body::NONE) {
+    return conn->respond(encode_error(rid, ErrorCode::BadRequest, "frame has no body"));
+  }
+  if (type != wire::Body::Send && type != wire::Body::Pull && type != wire::Body::History) {
+    return conn->respond(encode_error(rid, ErrorCode::BadRequest,
+                                      "not a request type a client may send"));
+  }
+  if (conn->user.empty()) {
+    return conn->respond(encode_error(rid, ErrorCode::Unauthenticated, "send Hello first"));
+  }
+  switch (type) {
+    case wire::Body::Send: return on_send(conn, rid, *frame.body_as_Send());
+    case wire::Body::Pull: return on_pull(conn, rid, *frame.body_as_Pull());
+    case wire::Body::History: return on_history(conn, rid, *frame.body_as_History());
+    default: break;
+  }
+}
+
+void Service::on_hello(const std::shared_ptr<Connection>& conn, std::uint64_t rid,
+                       const wire::Hello& m) {
+  if (!conn->user.empty()) {
+    return conn->respond(encode_error(rid, ErrorCode::BadRequest, "Hello was already sent"));
+  }
+  if (m.protocol_version() != protocol::kProtocolVersion) {
+    return conn->respond(encode_error(
+        rid, ErrorCode::BadRequest,
+        "unsupported protocol_version " + std::to_string(m.protocol_version()) + " (server speaks 1)"));
+  }
+  const std::string_view user = m.user() ? m.user()->string_view() : std::string_view{};
+  if (!protocol::valid_user_id(user)) {
+    return conn->respond(encode_error(rid, ErrorCode::BadRequest,
+                                      "user must be 1-64 bytes of letters, digits, '.', '_', '-'"));
+  }
+  // Tokens are accepted but not yet checked (authentication is a later stage).
+  conn->user.assign(user);
+  spdlog::get("svc")->info("[s{}] hello user={} client={}", conn->id(), conn->user,
+                           m.client_name() ? m.client_name()->str() : "");
+  const protocol::ServerLimits limits{limits_.max_frame_bytes, limits_.max_body_bytes,
+                                      limits_.max_pull_limit, limits_.max_wait_ms};
+  conn->respond(protocol::encode_welcome(rid, server_name_, conn->id(), limits, wall_clock_us()));
+}
+
+void Service::on_send(const std::shared_ptr<Connection>& conn, std::uint64_t rid,
+                      const wire::Send& m) {
+  const std::string_view receiver = m.receiver() ? m.receiver()->string_view() : std::string_view{};
+  if (!protocol::valid_user_id(receiver)) {
+    return conn->respond(encode_error(rid, ErrorCode::BadRequest, "receiver is not a valid user id"));
+  }
+  if (m.client_msg_id() == 0) {
+    return conn->respond(encode_error(rid, ErrorCode::BadRequest, "client_msg_id must be non-zero"));
+  }
+  const std::string_view body = m.body() ? m.body()->string_view() : std::string_view{};
+  if (body.size() > limits_.max_body_bytes) {
+    return conn->respond(encode_error(
+        rid, ErrorCode::TooLarge,
+        "body is " + std::to_string(body.size()) + " bytes; max_body_bytes is " +
+            std::to_string(limits_.max_body_bytes)));
+  }
+  if (!protocol::valid_text(body)) {
+    return conn->respond(encode_error(rid, ErrorCode::BadRequest,
+                                      "body must be valid UTF-8 without NUL bytes"));
+  }
+  SendCommand cmd;
+  cmd.sender = conn->user;
+  cmd.receiver.assign(receiver);
+  cmd.body.assign(body);
+  cmd.client_msg_id = m.client_msg_id();
+  cmd.received_at_us = wall_clock_us();
+  cmd.done = [conn, rid](const StoreStatus& status, const protocol::SendAckRecord& ack) {
+    if (status.ok()) {
+      conn->respond(protocol::encode_send_ack(rid, ack));
+    } else {
+      conn->respond(encode_error(rid, to_error_code(status.code), status.message,
+                                 retry_hint_ms(status.code)));
+    }
+  };
+  const StoreStatus queued = writer_.submit(cmd);
+  if (!queued.ok()) {
+    conn->respond(encode_error(rid, to_error_code(queued.code), queued.message,
+                               retry_hint_ms(queued.code)));
+  }
+}
+
+void Service::on_pull(const std::shared_ptr<Connection>& conn, std::uint64_t rid,
+                      const wire::Pull& m) {
+  if (m.after_seq() < 0) {
+    return conn->respond(encode_error(rid, ErrorCode::BadRequest, "after_seq must be >= 0"));
+  }
+  PullQuery q;
+  q.owner = conn->user;
+  q.after_seq = m.after_seq();
+  q.limit = m.limit() == 0 ? limits_.default_pull_limit : std::min(m.limit(), limits_.max_pull_limit);
+  const auto wait = std::chrono::milliseconds(
+      shutting_down() ? 0 : std::min(m.wait_ms(), limits_.max_wait_ms));
+  std::make_shared<PullOperation>(*this, conn, rid, std::move(q), wait)->start();
+}
+
+void Service::on_history(const std::shared_ptr<Connection>& conn, std::uint64_t rid,
+                         const wire::History& m) {
+  const std::string_view peer = m.peer() ? m.peer()->string_view() : std::string_view{};
+  if (!protocol::valid_user_id(peer)) {
+    return conn->respond(encode_error(rid, ErrorCode::BadRequest, "peer is not a valid user id"));
+  }
+  if (m.cursor() < 0) {
+    return conn->respond(encode_error(rid, ErrorCode::BadRequest, "cursor must be >= 0"));
+  }
+  HistoryQuery q;
+  q.user = conn->user;
+  q.peer.assign(peer);
+  q.cursor = m.cursor();
+  q.reverse = m.reverse();
+  q.limit = m.limit() == 0 ? limits_.default_pull_limit : std::min(m.limit(), limits_.max_pull_limit);
+  reader_.history(std::move(q), [conn, rid](const StoreStatus& status, HistoryPage&& page) {
+    if (!status.ok()) {
+      return conn->respond(encode_error(rid, to_error_code(status.code), status.message,
+                                        retry_hint_ms(status.code)));
+    }
+    conn->respond(protocol::encode_history_result(rid, page.messages, page.next_cursor,
+                                                  page.has_more));
+  });
+}
+
+}  // namespace im::server

@@ -1,0 +1,68 @@
+#pragma once
+// Service: the request dispatcher. Maps each verified frame's body type to a
+// handler (Hello, Send, Pull, History, Ping), checks fields on top of the
+// Verifier, and answers through the Connection. Handlers see only the storage
+// interfaces (MessageWriter, MessageReader) and the Waiters registry.
+//
+// Thread-safety: handle() runs on the connection's executor; completions from
+// storage threads are posted back there. The Service itself is shared by all
+// connections and holds no per-connection state.
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "protocol/message.hpp"
+#include "server/service/connection.hpp"
+#include "server/service/store.hpp"
+#include "server/service/waiters.hpp"
+
+namespace im::server {
+
+struct ServiceLimits {
+  std::uint32_t max_frame_bytes = 1u << 20;
+  std::uint32_t max_body_bytes = 64 * 1024;
+  std::uint32_t max_pull_limit = 1000;
+  std::uint32_t default_pull_limit = 100;
+  std::uint32_t max_wait_ms = 60000;
+  /// While a gap is pending (another process has not committed yet), a long
+  /// poll looks again this often.
+  std::uint32_t gap_recheck_ms = 10;
+};
+
+class Service {
+ public:
+  Service(ServiceLimits limits, MessageWriter& writer, MessageReader& reader, Waiters& waiters,
+          std::string server_name);
+
+  /// Handles one verified request frame.
+  void handle(const std::shared_ptr<Connection>& conn, const wire::Frame& frame);
+
+  /// Completes pending long polls now and makes new ones return at once.
+  void begin_shutdown();
+  bool shutting_down() const { return shutting_down_.load(std::memory_order_relaxed); }
+
+  const ServiceLimits& limits() const { return limits_; }
+  MessageReader& reader() { return reader_; }
+  Waiters& waiters() { return waiters_; }
+
+ private:
+  void on_hello(const std::shared_ptr<Connection>& conn, std::uint64_t rid, const wire::Hello& m);
+  void on_send(const std::shared_ptr<Connection>& conn, std::uint64_t rid, const wire::Send& m);
+  void on_pull(const std::shared_ptr<Connection>& conn, std::uint64_t rid, const wire::Pull& m);
+  void on_history(const std::shared_ptr<Connection>& conn, std::uint64_t rid,
+                  const wire::History& m);
+
+  ServiceLimits limits_;
+  MessageWriter& writer_;
+  MessageReader& reader_;
+  Waiters& waiters_;
+  std::string server_name_;
+  std::atomic<bool> shutting_down_{false};
+};
+
+/// Maps a storage outcome to the wire error code clients see.
+wire::ErrorCode to_error_code(StoreCode code);
+
+}  // namespace im::server

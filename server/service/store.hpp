@@ -1,0 +1,98 @@
+#pragma once
+// The storage interfaces the request handlers see. Handlers never touch a
+// socket, a PostgreSQL connection or a Redis context; the adapters in
+// server/storage implement these on their own threads.
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "protocol/message.hpp"
+
+namespace im::server {
+
+/// Outcome classes of a storage operation, mapped to wire error codes by the
+/// service layer.
+enum class StoreCode {
+  ok,
+  unavailable,  // PostgreSQL or Redis unreachable or failed: retry later
+  busy,         // queue full: retry later
+  conflict,     // client_msg_id reused for a different message
+  internal,
+};
+
+struct StoreStatus {
+  StoreCode code = StoreCode::ok;
+  std::string message;
+  bool ok() const { return code == StoreCode::ok; }
+};
+
+/// One send handed to the group-commit writer.
+struct SendCommand {
+  std::string sender;
+  std::string receiver;
+  std::string body;
+  std::uint64_t client_msg_id = 0;
+  std::int64_t received_at_us = 0;  // becomes the message's created_at
+  /// Called exactly once, on the writer's thread, after the batch holding this
+  /// send committed (ok) or failed. Must not block.
+  std::function<void(const StoreStatus&, const protocol::SendAckRecord&)> done;
+};
+
+/// Accepts sends for durable storage (group commit).
+class MessageWriter {
+ public:
+  virtual ~MessageWriter() = default;
+  /// Queues `cmd`. On a full or closed queue returns busy/unavailable at once
+  /// and `cmd.done` is not called; otherwise `cmd.done` is called later.
+  virtual StoreStatus submit(SendCommand& cmd) = 0;
+};
+
+struct PullQuery {
+  std::string owner;
+  std::int64_t after_seq = 0;
+  std::uint32_t limit = 0;
+};
+
+struct PullPage {
+  std::vector<protocol::MessageRecord> messages;
+  std::int64_t next_after_seq = 0;
+  bool has_more = false;
+  /// A seq after the cursor is missing while a later one exists (another
+  /// writer has not committed yet, or a write failed and will be filled).
+  bool gap_pending = false;
+};
+
+struct HistoryQuery {
+  std::string user;
+  std::string peer;
+  std::int64_t cursor = 0;
+  std::uint32_t limit = 0;
+  bool reverse = false;
+};
+
+struct HistoryPage {
+  std::vector<protocol::MessageRecord> messages;
+  std::int64_t next_cursor = 0;
+  bool has_more = false;
+};
+
+/// Reads inboxes and conversations. Callbacks run on a storage thread.
+class MessageReader {
+ public:
+  virtual ~MessageReader() = default;
+  virtual void pull(PullQuery query, std::function<void(const StoreStatus&, PullPage&&)> done) = 0;
+  virtual void history(HistoryQuery query,
+                       std::function<void(const StoreStatus&, HistoryPage&&)> done) = 0;
+};
+
+/// Commit notifications for long polls: the writer calls notify with the
+/// receivers of every committed batch.
+class CommitListener {
+ public:
+  virtual ~CommitListener() = default;
+  virtual void notify(const std::vector<std::string>& receivers) = 0;
+};
+
+}  // namespace im::server

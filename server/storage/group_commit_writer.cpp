@@ -1,0 +1,376 @@
+#include "server/storage/group_commit_writer.hpp"
+
+#include <string_view>
+#include <unordered_map>
+
+#include <spdlog/spdlog.h>
+
+#include "server/storage/pg_array.hpp"
+
+namespace im::server {
+namespace {
+
+constexpr const char* kInsertBatch = "im_insert_batch";
+constexpr const char* kFindExisting = "im_find_existing";
+constexpr const char* kMaxSeq = "im_max_seq";
+constexpr const char* kTombstone = "im_tombstone";
+
+// One statement per batch: messages (idempotent on (sender, client_msg_id)),
+// then one inbox row per input row - the message, or a tombstone for a row
+// that turned out to be a resend, so its allocated seq leaves no gap.
+constexpr const char* kInsertBatchSql = R"SQL(
+WITH input AS (
+  SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::bigint[], $5::text[],
+                       $6::bigint[], $7::bigint[])
+    AS t(ord, sender, receiver, client_msg_id, body, created_us, seq)
+), ins AS (
+  INSERT INTO messages (sender, receiver, conversation, client_msg_id, body, created_at, seq)
+  SELECT sender, receiver,
+         CASE WHEN sender COLLATE "C" < receiver COLLATE "C"
+              THEN sender || ' ' || receiver ELSE receiver || ' ' || sender END,
+         client_msg_id, body, timestamptz 'epoch' + created_us * interval '1 microsecond', seq
+  FROM input ORDER BY ord
+  ON CONFLICT (sender, client_msg_id) DO NOTHING
+  RETURNING id, sender, client_msg_id
+), box AS (
+  INSERT INTO inbox (owner, seq, message_id)
+  SELECT i.receiver, i.seq, ins.id
+  FROM input i LEFT JOIN ins ON ins.sender = i.sender AND ins.client_msg_id = i.client_msg_id
+)
+SELECT i.ord, ins.id
+FROM input i LEFT JOIN ins ON ins.sender = i.sender AND ins.client_msg_id = i.client_msg_id
+)SQL";
+
+constexpr const char* kFindExistingSql = R"SQL(
+SELECT i.ord, m.id, m.receiver, m.body,
+       (extract(epoch FROM m.created_at) * 1000000)::bigint, m.seq
+FROM unnest($1::int[], $2::text[], $3::bigint[]) AS i(ord, sender, client_msg_id)
+JOIN messages m ON m.sender = i.sender AND m.client_msg_id = i.client_msg_id
+)SQL";
+
+constexpr const char* kMaxSeqSql = R"SQL(
+SELECT o, (SELECT max(seq) FROM inbox WHERE owner = o) FROM unnest($1::text[]) AS o
+)SQL";
+
+constexpr const char* kTombstoneSql = R"SQL(
+INSERT INTO inbox (owner, seq, message_id)
+SELECT o, s, NULL FROM unnest($1::text[], $2::bigint[]) AS t(o, s)
+ON CONFLICT DO NOTHING
+)SQL";
+
+std::int64_t steady_ticks() {
+  return std::chrono::steady_clock::now().time_since_epoch().count();
+}
+
+}  // namespace
+
+struct GroupCommitWriter::Slot {
+  SendCommand* cmd = nullptr;
+  std::int64_t seq = 0;
+  /// Index of the first slot with the same (sender, client_msg_id) in this
+  /// batch, or the slot's own index: later copies take the first one's result.
+  std::size_t leader = 0;
+  StoreStatus status;
+  protocol::SendAckRecord ack;
+};
+
+GroupCommitWriter::GroupCommitWriter(GroupCommitOptions options, CommitListener& listener)
+    : options_(std::move(options)),
+      listener_(listener),
+      queue_(options_.queue_capacity, options_.batch_max, options_.batch_delay),
+      seqs_(options_.redis, options_.redis_timeout) {}
+
+GroupCommitWriter::~GroupCommitWriter() { stop(); }
+
+void GroupCommitWriter::start() {
+  thread_ = std::thread([this] { run(); });
+}
+
+void GroupCommitWriter::stop() {
+  queue_.close();
+  if (thread_.joinable()) thread_.join();
+}
+
+StoreStatus GroupCommitWriter::submit(SendCommand& cmd) {
+  const std::int64_t since = busy_since_.load(std::memory_order_relaxed);
+  if (since != 0) {
+    const auto stuck = std::chrono::steady_clock::duration(steady_ticks() - since);
+    if (stuck > options_.stall_timeout) {
+      return {StoreCode::unavailable, "storage is not responding; retry later"};
+    }
+  }
+  switch (queue_.push(cmd)) {
+    case BatchQueue<SendCommand>::PushResult::ok: return {};
+    case BatchQueue<SendCommand>::PushResult::full:
+      return {StoreCode::busy, "send queue is full; retry later"};
+    case BatchQueue<SendCommand>::PushResult::closed:
+      return {StoreCode::unavailable, "server is shutting down"};
+  }
+  return {StoreCode::internal, "unreachable"};
+}
+
+void GroupCommitWriter::run() {
+  std::vector<SendCommand> batch;
+  while (queue_.pop_batch(batch)) {
+    busy_since_.store(steady_ticks(), std::memory_order_relaxed);
+    process(batch);
+    busy_since_.store(0, std::memory_order_relaxed);
+  }
+}
+
+bool GroupCommitWriter::ensure_pg(StoreStatus& status) {
+  if (pg_ && pg_->is_open()) return true;
+  pg_.reset();
+  const auto now = std::chrono::steady_clock::now();
+  if (now < pg_retry_at_) {
+    status = {StoreCode::unavailable, "database unavailable; retry later"};
+    return false;
+  }
+  try {
+    pg_ = open_pg_session(options_.pg, "im-server writer");
+    pg_->prepare(kInsertBatch, kInsertBatchSql);
+    pg_->prepare(kFindExisting, kFindExistingSql);
+    pg_->prepare(kMaxSeq, kMaxSeqSql);
+    pg_->prepare(kTombstone, kTombstoneSql);
+    spdlog::get("pg")->info("writer connected to PostgreSQL");
+    return true;
+  } catch (...) {
+    status = classify_pg_exception(std::current_exception());
+    pg_.reset();
+    // Fail fast while the database is down: no connect attempt per batch.
+    pg_retry_at_ = now + std::chrono::milliseconds(250);
+    return false;
+  }
+}
+
+void GroupCommitWriter::process(std::vector<SendCommand>& batch) {
+  // Tombstoning abandoned seqs is an optimisation (readers fill old gaps
+  // anyway), so a long outage must not grow this list without bound.
+  constexpr std::size_t kMaxAbandoned = 100000;
+  if (abandoned_.size() > kMaxAbandoned) {
+    abandoned_.erase(abandoned_.begin(),
+                     abandoned_.begin() + static_cast<std::ptrdiff_t>(abandoned_.size() - kMaxAbandoned));
+  }
+  std::vector<Slot> slots(batch.size());
+  // Deduplicate resends inside the batch: the statement must see each
+  // (sender, client_msg_id) once, or both copies would get inbox rows.
+  std::vector<std::size_t> unique;
+  unique.reserve(batch.size());
+  {
+    std::unordered_map<std::string_view, std::unordered_map<std::uint64_t, std::size_t>> seen;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      slots[i].cmd = &batch[i];
+      auto [it, inserted] = seen[batch[i].sender].try_emplace(batch[i].client_msg_id, i);
+      slots[i].leader = it->second;
+      if (inserted) unique.push_back(i);
+    }
+  }
+
+  StoreStatus status;
+  for (int attempt = 1;; ++attempt) {
+    status = write_batch(slots, unique);
+    if (status.code != StoreCode::conflict || attempt >= options_.max_attempts) break;
+    batch_retries_.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (status.code == StoreCode::conflict) {
+    status = {StoreCode::unavailable, "could not allocate inbox seqs; retry later"};
+  }
+  if (!status.ok()) {
+    backend_down_.store(status.code == StoreCode::unavailable, std::memory_order_relaxed);
+    spdlog::get("pg")->warn("batch of {} sends failed: {}", batch.size(), status.message);
+  } else {
+    backend_down_.store(false, std::memory_order_relaxed);
+    batches_committed_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  std::vector<std::string> receivers;
+  for (std::size_t i = 0; i < slots.size(); ++i) {
+    Slot& s = slots[i];
+    if (!status.ok()) {
+      s.status = status;
+    } else if (s.leader != i) {
+      const Slot& leader = slots[s.leader];
+      s.status = leader.status;
+      s.ack = leader.ack;
+      s.ack.duplicate = true;
+      if (s.status.ok() && (s.cmd->receiver != leader.cmd->receiver || s.cmd->body != leader.cmd->body)) {
+        s.status = {StoreCode::conflict, "client_msg_id already used for a different message"};
+      }
+    }
+    if (status.ok() && !s.ack.duplicate && s.leader == i) receivers.push_back(s.cmd->receiver);
+  }
+  for (Slot& s : slots) s.cmd->done(s.status, s.ack);
+  if (!receivers.empty()) listener_.notify(receivers);
+}
+
+void GroupCommitWriter::allocate_seqs(std::vector<Slot>& slots,
+                                      const std::vector<std::size_t>& unique) {
+  // Group by receiver, keeping batch order inside each receiver's range.
+  std::unordered_map<std::string_view, std::size_t> index;
+  std::vector<std::string> owners;
+  std::vector<std::int64_t> counts;
+  for (std::size_t i : unique) {
+    auto [it, inserted] = index.try_emplace(slots[i].cmd->receiver, owners.size());
+    if (inserted) {
+      owners.push_back(slots[i].cmd->receiver);
+      counts.push_back(0);
+    }
+    ++counts[it->second];
+  }
+  std::vector<std::int64_t> last;
+  seqs_.allocate(owners, counts, last);
+
+  // A counter that came back equal to the count was just created: a new
+  // receiver, or Redis lost the key. Raise it above what PostgreSQL holds.
+  std::vector<std::size_t> fresh;
+  for (std::size_t k = 0; k < owners.size(); ++k) {
+    if (last[k] == counts[k]) fresh.push_back(k);
+  }
+  if (!fresh.empty()) {
+    PgArray names;
+    for (std::size_t k : fresh) names.add(owners[k]);
+    pqxx::nontransaction tx(*pg_);
+    const pqxx::result r = tx.exec_prepared(kMaxSeq, std::move(names).str());
+    std::vector<std::string> raised_owners;
+    std::vector<std::int64_t> raised_counts;
+    std::vector<std::size_t> raised_index;
+    for (std::size_t row = 0; row < r.size(); ++row) {
+      if (r[row][1].is_null()) continue;  // a new receiver: the fresh counter is right
+      const auto stored_max = r[row][1].as<std::int64_t>();
+      const std::size_t k = fresh[row];
+      // What we got may be below stored rows: abandon it (tombstoned later,
+      // a no-op where a row exists) and allocate again above the maximum.
+      for (std::int64_t s = last[k] - counts[k] + 1; s <= last[k]; ++s) {
+        abandoned_.emplace_back(owners[k], s);
+      }
+      seqs_.raise_floor(owners[k], stored_max);
+      raised_owners.push_back(owners[k]);
+      raised_counts.push_back(counts[k]);
+      raised_index.push_back(k);
+    }
+    if (!raised_owners.empty()) {
+      std::vector<std::int64_t> again;
+      seqs_.allocate(raised_owners, raised_counts, again);
+      for (std::size_t j = 0; j < raised_index.size(); ++j) last[raised_index[j]] = again[j];
+    }
+  }
+
+  std::vector<std::int64_t> next(owners.size());
+  for (std::size_t k = 0; k < owners.size(); ++k) next[k] = last[k] - counts[k] + 1;
+  for (std::size_t i : unique) {
+    const std::size_t k = index[slots[i].cmd->receiver];
+    slots[i].seq = next[k]++;
+  }
+}
+
+StoreStatus GroupCommitWriter::write_batch(std::vector<Slot>& slots,
+                                           const std::vector<std::size_t>& unique) {
+  StoreStatus status;
+  if (!ensure_pg(status)) return status;
+  try {
+    allocate_seqs(slots, unique);
+  } catch (const RedisError& e) {
+    return {StoreCode::unavailable, e.what()};
+  } catch (...) {
+    pg_.reset();
+    return classify_pg_exception(std::current_exception());
+  }
+
+  try {
+    PgArray ord, sender, receiver, cmid, body, created, seq;
+    std::size_t body_bytes = 0;
+    for (std::size_t i : unique) body_bytes += slots[i].cmd->body.size() + 8;
+    body.reserve(body_bytes);
+    for (std::size_t i : unique) {
+      const SendCommand& c = *slots[i].cmd;
+      ord.add(static_cast<std::int64_t>(i));
+      sender.add(c.sender);
+      receiver.add(c.receiver);
+      cmid.add(static_cast<std::int64_t>(c.client_msg_id));
+      body.add(c.body);
+      created.add(c.received_at_us);
+      seq.add(slots[i].seq);
+    }
+
+    pqxx::work tx(*pg_, "batch");
+    const pqxx::result r =
+        tx.exec_prepared(kInsertBatch, std::move(ord).str(), std::move(sender).str(),
+                         std::move(receiver).str(), std::move(cmid).str(), std::move(body).str(),
+                         std::move(created).str(), std::move(seq).str());
+    PgArray dup_ord, dup_sender, dup_cmid;
+    bool any_dup = false;
+    for (const auto& row : r) {
+      const auto i = row[0].as<std::size_t>();
+      Slot& s = slots[i];
+      if (row[1].is_null()) {
+        dup_ord.add(static_cast<std::int64_t>(i));
+        dup_sender.add(s.cmd->sender);
+        dup_cmid.add(static_cast<std::int64_t>(s.cmd->client_msg_id));
+        any_dup = true;
+        continue;
+      }
+      s.status = {};
+      s.ack = {row[1].as<std::int64_t>(), s.cmd->received_at_us, s.seq, false};
+    }
+    if (any_dup) {
+      const pqxx::result d = tx.exec_prepared(kFindExisting, std::move(dup_ord).str(),
+                                              std::move(dup_sender).str(),
+                                              std::move(dup_cmid).str());
+      for (const auto& row : d) {
+        Slot& s = slots[row[0].as<std::size_t>()];
+        s.ack = {row[1].as<std::int64_t>(), row[4].as<std::int64_t>(), row[5].as<std::int64_t>(),
+                 true};
+        if (row[2].as<std::string>() != s.cmd->receiver || row[3].as<std::string>() != s.cmd->body) {
+          s.status = {StoreCode::conflict, "client_msg_id already used for a different message"};
+        } else {
+          s.status = {};
+        }
+      }
+    }
+    if (!abandoned_.empty()) {
+      PgArray owners, seqs;
+      for (const auto& [o, s] : abandoned_) {
+        owners.add(o);
+        seqs.add(s);
+      }
+      tx.exec_prepared(kTombstone, std::move(owners).str(), std::move(seqs).str());
+    }
+    tx.commit();
+    abandoned_.clear();
+    return {};
+  } catch (const pqxx::unique_violation& e) {
+    // An (owner, seq) was taken: the Redis counter is behind PostgreSQL (or a
+    // reader tombstoned a seq we were slow to write). Abandon this attempt's
+    // seqs and raise every counter of the batch above the stored maximum.
+    spdlog::get("pg")->warn("seq collision, retrying batch: {}", e.what());
+    for (std::size_t i : unique) abandoned_.emplace_back(slots[i].cmd->receiver, slots[i].seq);
+    try {
+      PgArray names;
+      std::unordered_map<std::string_view, bool> seen;
+      for (std::size_t i : unique) {
+        if (seen.try_emplace(slots[i].cmd->receiver, true).second) names.add(slots[i].cmd->receiver);
+      }
+      pqxx::nontransaction tx(*pg_);
+      const pqxx::result r = tx.exec_prepared(kMaxSeq, std::move(names).str());
+      for (const auto& row : r) {
+        if (!row[1].is_null()) seqs_.raise_floor(row[0].as<std::string>(), row[1].as<std::int64_t>());
+      }
+    } catch (const RedisError& re) {
+      return {StoreCode::unavailable, re.what()};
+    } catch (...) {
+      pg_.reset();
+      return classify_pg_exception(std::current_exception());
+    }
+    return {StoreCode::conflict, "seq collision"};
+  } catch (...) {
+    // The transaction rolled back (or its outcome is unknown): its seqs are
+    // abandoned. Tombstoning them later is safe either way: ON CONFLICT DO
+    // NOTHING leaves a committed message in place.
+    for (std::size_t i : unique) abandoned_.emplace_back(slots[i].cmd->receiver, slots[i].seq);
+    StoreStatus st = classify_pg_exception(std::current_exception());
+    if (st.code == StoreCode::unavailable) pg_.reset();
+    return st;
+  }
+}
+
+}  // namespace im::server

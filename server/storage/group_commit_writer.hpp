@@ -1,0 +1,93 @@
+#pragma once
+// GroupCommitWriter: the durable send path.
+//
+// Sends from every connection go into one bounded BatchQueue. The writer thread
+// takes a batch (up to batch_max, or whatever arrived within batch_delay of the
+// oldest), allocates the receivers' seqs from Redis in one pipelined round trip,
+// writes messages and inbox rows to PostgreSQL in one transaction with
+// set-based statements, and only after COMMIT returns calls each send's `done`
+// and tells the CommitListener which inboxes changed.
+//
+// Seq hazards and how they are answered (see README "Design"):
+// - a seq whose write fails leaves a gap: the writer tombstones the seqs it
+//   abandons, and readers fill any gap older than gap_fill_ms;
+// - Redis behind PostgreSQL (restarted empty, flushed, evicted): a counter that
+//   Redis creates fresh is checked against the inbox's MAX(seq) and raised; a
+//   seq that is already taken fails the (owner, seq) primary key, and the batch
+//   is retried with counters raised above the stored maximum;
+// - commits out of seq order (two processes): readers only return the unbroken
+//   run after their cursor, so nothing becomes visible below a passed cursor.
+//
+// Thread-safety: submit() from any thread; start()/stop() from one thread.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "server/service/store.hpp"
+#include "server/storage/batch_queue.hpp"
+#include "server/storage/pg_session.hpp"
+#include "server/storage/redis_seq.hpp"
+
+namespace im::server {
+
+struct GroupCommitOptions {
+  PgSessionOptions pg;
+  RedisEndpoint redis;
+  std::chrono::milliseconds redis_timeout{1000};
+  std::size_t batch_max = 1024;
+  std::chrono::microseconds batch_delay{200};
+  std::size_t queue_capacity = 65536;
+  /// Attempts for one batch when seqs collide (a Redis counter behind).
+  int max_attempts = 4;
+  /// Sends fail fast as unavailable while the backends are known to be down
+  /// or a batch has been stuck this long.
+  std::chrono::milliseconds stall_timeout{3000};
+};
+
+class GroupCommitWriter final : public MessageWriter {
+ public:
+  GroupCommitWriter(GroupCommitOptions options, CommitListener& listener);
+  ~GroupCommitWriter() override;
+
+  /// Starts the writer thread.
+  void start();
+  /// Refuses new sends, commits and acks everything queued, joins the thread.
+  void stop();
+
+  StoreStatus submit(SendCommand& cmd) override;
+
+  /// Counters for logs and tests.
+  std::uint64_t batches_committed() const { return batches_committed_.load(); }
+  std::uint64_t batch_retries() const { return batch_retries_.load(); }
+
+ private:
+  struct Slot;  // one send of a batch, with its allocated seq and result
+  void run();
+  void process(std::vector<SendCommand>& batch);
+  StoreStatus write_batch(std::vector<Slot>& slots, const std::vector<std::size_t>& unique);
+  bool ensure_pg(StoreStatus& status);
+  void allocate_seqs(std::vector<Slot>& slots, const std::vector<std::size_t>& unique);
+
+  GroupCommitOptions options_;
+  CommitListener& listener_;
+  BatchQueue<SendCommand> queue_;
+  RedisSeqAllocator seqs_;
+  std::unique_ptr<pqxx::connection> pg_;
+  std::chrono::steady_clock::time_point pg_retry_at_{};
+  std::thread thread_;
+  /// Seqs allocated by a failed attempt, tombstoned by a later transaction.
+  std::vector<std::pair<std::string, std::int64_t>> abandoned_;
+  /// steady_clock ticks when the batch in progress began, 0 when idle.
+  std::atomic<std::int64_t> busy_since_{0};
+  /// Set while the last batch failed as unavailable; cleared on success.
+  std::atomic<bool> backend_down_{false};
+  std::atomic<std::uint64_t> batches_committed_{0};
+  std::atomic<std::uint64_t> batch_retries_{0};
+};
+
+}  // namespace im::server

@@ -1,0 +1,264 @@
+#include "server/storage/pg_reader_pool.hpp"
+
+#include <algorithm>
+#include <limits>
+
+#include <spdlog/spdlog.h>
+
+namespace im::server {
+namespace {
+
+constexpr const char* kPull = "im_pull";
+constexpr const char* kHistoryForward = "im_history_forward";
+constexpr const char* kHistoryReverse = "im_history_reverse";
+constexpr const char* kFillGap = "im_fill_gap";
+
+constexpr const char* kPullSql = R"SQL(
+SELECT i.seq, i.message_id, m.sender, m.receiver, m.body,
+       (extract(epoch FROM m.created_at) * 1000000)::bigint, m.client_msg_id
+FROM inbox i LEFT JOIN messages m ON m.id = i.message_id
+WHERE i.owner = $1 AND i.seq > $2
+ORDER BY i.seq
+LIMIT $3
+)SQL";
+
+constexpr const char* kHistoryColumns = R"SQL(
+SELECT m.seq, m.id, m.sender, m.receiver, m.body,
+       (extract(epoch FROM m.created_at) * 1000000)::bigint, m.client_msg_id
+FROM messages m
+)SQL";
+
+constexpr const char* kFillGapSql = R"SQL(
+INSERT INTO inbox (owner, seq, message_id)
+SELECT $1, s, NULL FROM generate_series($2::bigint, $3::bigint) AS s
+ON CONFLICT DO NOTHING
+)SQL";
+
+// A gap is filled at most this many seqs at once (a larger hole is filled over
+// several pulls; each pull still makes progress).
+constexpr std::int64_t kMaxFillSpan = 10000;
+
+protocol::MessageRecord to_message(const pqxx::row& row, std::int64_t seq) {
+  protocol::MessageRecord m;
+  m.seq = seq;
+  m.message_id = row[1].as<std::int64_t>();
+  m.sender = row[2].as<std::string>();
+  m.receiver = row[3].as<std::string>();
+  m.body = row[4].as<std::string>();
+  m.created_at_us = row[5].as<std::int64_t>();
+  m.client_msg_id = static_cast<std::uint64_t>(row[6].as<std::int64_t>());
+  return m;
+}
+
+std::string conversation_key(const std::string& a, const std::string& b) {
+  return a < b ? a + ' ' + b : b + ' ' + a;
+}
+
+}  // namespace
+
+bool GapTracker::should_fill(const std::string& owner, std::int64_t seq) {
+  const auto now = Clock::now();
+  std::lock_guard lock(mu_);
+  // Bounded: forget entries far older than the fill delay.
+  if (first_seen_.size() > 100000) {
+    std::erase_if(first_seen_, [&](const auto& kv) { return now - kv.second > 10 * fill_after_; });
+  }
+  auto [it, inserted] = first_seen_.try_emplace({owner, seq}, now);
+  return !inserted && now - it->second >= fill_after_;
+}
+
+void GapTracker::forget(const std::string& owner, std::int64_t seq) {
+  std::lock_guard lock(mu_);
+  first_seen_.erase({owner, seq});
+}
+
+std::size_t GapTracker::size() const {
+  std::lock_guard lock(mu_);
+  return first_seen_.size();
+}
+
+PgReaderPool::PgReaderPool(ReaderPoolOptions options)
+    : options_(std::move(options)), gaps_(options_.gap_fill) {}
+
+PgReaderPool::~PgReaderPool() { stop(); }
+
+void PgReaderPool::start() {
+  for (std::size_t i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { worker(); });
+}
+
+void PgReaderPool::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+}
+
+std::uint64_t PgReaderPool::gaps_filled() const {
+  std::lock_guard lock(const_cast<std::mutex&>(mu_));
+  return gaps_filled_;
+}
+
+bool PgReaderPool::enqueue(Job job) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ || jobs_.size() >= options_.queue_capacity) return false;
+    jobs_.push_back(std::move(job));
+  }
+  cv_.notify_one();
+  return true;
+}
+
+void PgReaderPool::worker() {
+  std::unique_ptr<pqxx::connection> conn;
+  auto retry_at = std::chrono::steady_clock::time_point{};
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
+      if (jobs_.empty()) return;
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    StoreStatus status;
+    if (!conn || !conn->is_open()) {
+      conn.reset();
+      if (std::chrono::steady_clock::now() < retry_at) {
+        status = {StoreCode::unavailable, "database unavailable; retry later"};
+      } else {
+        try {
+          conn = open_pg_session(options_.pg, "im-server reader");
+          conn->prepare(kPull, kPullSql);
+          conn->prepare(kHistoryForward, std::string(kHistoryColumns) +
+                                             "WHERE m.conversation = $1 AND m.id > $2 "
+                                             "ORDER BY m.id ASC LIMIT $3");
+          conn->prepare(kHistoryReverse, std::string(kHistoryColumns) +
+                                             "WHERE m.conversation = $1 AND m.id < $2 "
+                                             "ORDER BY m.id DESC LIMIT $3");
+          conn->prepare(kFillGap, kFillGapSql);
+        } catch (...) {
+          status = classify_pg_exception(std::current_exception());
+          conn.reset();
+          retry_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(250);
+        }
+      }
+    }
+    job(status.ok() ? conn.get() : nullptr, status);
+    if (conn && !conn->is_open()) conn.reset();
+  }
+}
+
+void PgReaderPool::pull(PullQuery query, std::function<void(const StoreStatus&, PullPage&&)> done) {
+  auto job = [this, query = std::move(query), done](pqxx::connection* conn,
+                                                    const StoreStatus& status) mutable {
+    if (!conn) return done(status, PullPage{});
+    PullPage page;
+    try {
+      page = run_pull(*conn, query);
+    } catch (...) {
+      const StoreStatus st = classify_pg_exception(std::current_exception());
+      if (st.code == StoreCode::unavailable) conn->disconnect();
+      return done(st, PullPage{});
+    }
+    done(StoreStatus{}, std::move(page));
+  };
+  if (!enqueue(std::move(job))) done({StoreCode::busy, "read queue is full; retry later"}, {});
+}
+
+void PgReaderPool::history(HistoryQuery query,
+                           std::function<void(const StoreStatus&, HistoryPage&&)> done) {
+  auto job = [this, query = std::move(query), done](pqxx::connection* conn,
+                                                    const StoreStatus& status) mutable {
+    if (!conn) return done(status, HistoryPage{});
+    HistoryPage page;
+    try {
+      page = run_history(*conn, query);
+    } catch (...) {
+      const StoreStatus st = classify_pg_exception(std::current_exception());
+      if (st.code == StoreCode::unavailable) conn->disconnect();
+      return done(st, HistoryPage{});
+    }
+    done(StoreStatus{}, std::move(page));
+  };
+  if (!enqueue(std::move(job))) done({StoreCode::busy, "read queue is full; retry later"}, {});
+}
+
+PullPage PgReaderPool::run_pull(pqxx::connection& conn, const PullQuery& q) {
+  PullPage page;
+  for (int round = 0; round < 3; ++round) {
+    page = PullPage{};
+    page.next_after_seq = q.after_seq;
+    pqxx::result r;
+    {
+      pqxx::nontransaction tx(conn);
+      r = tx.exec_prepared(kPull, q.owner, q.after_seq, static_cast<std::int64_t>(q.limit) + 1);
+    }
+    std::int64_t expected = q.after_seq + 1;
+    std::int64_t gap_end = 0;  // last missing seq of a gap, if one stops the walk
+    std::size_t row_index = 0;
+    for (; row_index < r.size(); ++row_index) {
+      const pqxx::row row = r[row_index];
+      const auto seq = row[0].as<std::int64_t>();
+      if (seq != expected) {
+        gap_end = seq - 1;
+        break;
+      }
+      if (page.messages.size() == q.limit) break;  // a contiguous row is left: has_more
+      if (!row[1].is_null()) page.messages.push_back(to_message(row, seq));
+      page.next_after_seq = seq;
+      ++expected;
+    }
+    if (gap_end == 0) {
+      page.has_more = row_index < r.size();
+      return page;
+    }
+    // seqs expected .. gap_end are missing while a later one is stored.
+    if (!gaps_.should_fill(q.owner, expected)) {
+      page.gap_pending = true;
+      return page;
+    }
+    const std::int64_t last = std::min(gap_end, expected + kMaxFillSpan - 1);
+    pqxx::work tx(conn, "fill_gap");
+    // A writer still holding the row blocks us; give up quickly and retry later.
+    tx.exec("SET LOCAL statement_timeout = 1000");
+    const pqxx::result filled = tx.exec_prepared(kFillGap, q.owner, expected, last);
+    tx.commit();
+    gaps_.forget(q.owner, expected);
+    {
+      std::lock_guard lock(mu_);
+      gaps_filled_ += static_cast<std::uint64_t>(filled.affected_rows());
+    }
+    spdlog::get("pg")->warn("filled inbox gap {} seq {}..{} with {} tombstone(s)", q.owner,
+                            expected, last, filled.affected_rows());
+  }
+  page.gap_pending = true;
+  return page;
+}
+
+HistoryPage PgReaderPool::run_history(pqxx::connection& conn, const HistoryQuery& q) {
+  const std::string conversation = conversation_key(q.user, q.peer);
+  std::int64_t cursor = q.cursor;
+  if (q.reverse && cursor <= 0) cursor = std::numeric_limits<std::int64_t>::max();
+  pqxx::nontransaction tx(conn);
+  const pqxx::result r = tx.exec_prepared(q.reverse ? kHistoryReverse : kHistoryForward,
+                                          conversation, cursor,
+                                          static_cast<std::int64_t>(q.limit) + 1);
+  HistoryPage page;
+  page.next_cursor = q.cursor;
+  for (const auto& row : r) {
+    if (page.messages.size() == q.limit) {
+      page.has_more = true;
+      break;
+    }
+    page.messages.push_back(to_message(row, row[0].as<std::int64_t>()));
+    page.next_cursor = page.messages.back().message_id;
+  }
+  return page;
+}
+
+}  // namespace im::server

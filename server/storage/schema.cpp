@@ -1,0 +1,75 @@
+#include "server/storage/schema.hpp"
+
+#include <array>
+
+#include <pqxx/pqxx>
+
+namespace im::server {
+namespace {
+
+struct Migration {
+  int version;
+  const char* description;
+  const char* sql;
+};
+
+// Append only. A released migration is never edited: add a new one instead.
+constexpr std::array kMigrations{
+    Migration{1, "messages and inboxes",
+              R"SQL(
+-- One row per message, stored once whatever the number of recipients.
+CREATE TABLE messages (
+  id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  sender        text        NOT NULL,
+  receiver      text        NOT NULL,
+  -- 'a b' with a < b: the two participants of a direct conversation.
+  conversation  text        NOT NULL,
+  -- The sender's idempotency key (a uint64 on the wire, stored bit-cast).
+  client_msg_id bigint      NOT NULL,
+  body          text        NOT NULL,
+  created_at    timestamptz NOT NULL,
+  -- The message's seq in the receiver's inbox (direct messages).
+  seq           bigint      NOT NULL,
+  CONSTRAINT messages_sender_client_msg_id UNIQUE (sender, client_msg_id)
+);
+CREATE INDEX messages_conversation_id ON messages (conversation, id);
+
+-- Each user's inbox: gap-free seqs 1, 2, 3 ... A row is written once and never
+-- changed. message_id NULL is a tombstone: the seq was allocated but its write
+-- failed, and a reader (or the writer) filled it so that readers can move on.
+CREATE TABLE inbox (
+  owner      text   NOT NULL,
+  seq        bigint NOT NULL,
+  message_id bigint,
+  PRIMARY KEY (owner, seq)
+);
+)SQL"},
+};
+
+}  // namespace
+
+int latest_schema_version() { return kMigrations.back().version; }
+
+int migrate(pqxx::connection_base& conn) {
+  pqxx::work tx(conn, "migrate");
+  // Serialises concurrent migrators; released at commit or rollback.
+  tx.exec("SELECT pg_advisory_xact_lock(7400000001)");
+  tx.exec(
+      "CREATE TABLE IF NOT EXISTS im_schema_migrations ("
+      " version int PRIMARY KEY, description text NOT NULL,"
+      " applied_at timestamptz NOT NULL DEFAULT now())");
+  const pqxx::result r = tx.exec("SELECT coalesce(max(version), 0) FROM im_schema_migrations");
+  const int current = r[0][0].as<int>();
+  int applied = 0;
+  for (const Migration& m : kMigrations) {
+    if (m.version <= current) continue;
+    tx.exec(m.sql);
+    tx.exec_params("INSERT INTO im_schema_migrations (version, description) VALUES ($1, $2)",
+                   m.version, std::string(m.description));
+    ++applied;
+  }
+  tx.commit();
+  return applied;
+}
+
+}  // namespace im::server
