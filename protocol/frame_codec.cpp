@@ -39,28 +39,33 @@ Decoded decode_frame(std::span<const std::uint8_t> input, std::uint32_t max_fram
   }
   if (input.size() - kLengthPrefixBytes < length) return out;  // need_more
   out.status = DecodeStatus::frame;
-  out.payload = input.subspan(kLengthPrefixBytes, length);
+  out.frame = input.first(kLengthPrefixBytes + length);
   out.consumed = kLengthPrefixBytes + length;
   return out;
 }
 
-const wire::Frame* verify_frame(std::span<const std::uint8_t> payload, const VerifyLimits& limits,
+const wire::Frame* verify_frame(std::span<const std::uint8_t> frame, const VerifyLimits& limits,
                                 std::string& why) {
-  if (payload.size() < sizeof(flatbuffers::uoffset_t) + flatbuffers::kFileIdentifierLength) {
+  constexpr std::size_t kMinimum =
+      kLengthPrefixBytes + sizeof(flatbuffers::uoffset_t) + flatbuffers::kFileIdentifierLength;
+  if (frame.size() < kMinimum) {
     why = "frame too short to hold a FlatBuffers root";
     return nullptr;
   }
-  if (!flatbuffers::BufferHasIdentifier(payload.data(), wire::FrameIdentifier())) {
+  if (read_length_prefix(frame.first(kLengthPrefixBytes)) != frame.size() - kLengthPrefixBytes) {
+    why = "length prefix does not match the frame size";
+    return nullptr;
+  }
+  if (!flatbuffers::BufferHasIdentifier(frame.data(), wire::FrameIdentifier(), true)) {
     why = "wrong file identifier (expected \"IMP1\")";
     return nullptr;
   }
-  flatbuffers::Verifier verifier(payload.data(), payload.size(), limits.max_depth,
-                                 limits.max_tables);
-  if (!verifier.VerifyBuffer<wire::Frame>(wire::FrameIdentifier())) {
+  flatbuffers::Verifier verifier(frame.data(), frame.size(), limits.max_depth, limits.max_tables);
+  if (!verifier.VerifySizePrefixedBuffer<wire::Frame>(wire::FrameIdentifier())) {
     why = "frame failed FlatBuffers verification";
     return nullptr;
   }
-  return flatbuffers::GetRoot<wire::Frame>(payload.data());
+  return flatbuffers::GetSizePrefixedRoot<wire::Frame>(frame.data());
 }
 
 }  // namespace im::protocol

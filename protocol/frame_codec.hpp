@@ -35,8 +35,10 @@ enum class DecodeStatus { need_more, frame, error };
 /// Outcome of looking for one frame at the start of a byte stream.
 struct Decoded {
   DecodeStatus status = DecodeStatus::need_more;
-  /// The frame's payload (after the length prefix); valid while the input is.
-  std::span<const std::uint8_t> payload;
+  /// The whole frame, length prefix included (what verify_frame takes); valid
+  /// while the input is. The prefix is kept because FlatBuffers aligns the
+  /// buffer as a whole: fields are aligned relative to the prefix's first byte.
+  std::span<const std::uint8_t> frame;
   /// Bytes to drop from the input once the frame is handled (prefix + payload).
   std::size_t consumed = 0;
   /// When status == error: why, for the Error frame sent before closing.
@@ -55,14 +57,16 @@ const char* check_frame_length(std::uint32_t length, std::uint32_t max_frame_byt
                                wire::ErrorCode& code);
 
 /// Finds the first frame in `input`: need_more if it is incomplete, error if
-/// its length is zero or above `max_frame_bytes`, else the frame's payload.
-/// Does not verify the payload; call verify_frame on it next.
+/// its length is zero or above `max_frame_bytes`, else the frame.
+/// Does not verify it; call verify_frame on Decoded::frame next.
 Decoded decode_frame(std::span<const std::uint8_t> input, std::uint32_t max_frame_bytes);
 
 /// Runs the FlatBuffers Verifier (with `limits`) and the file identifier check
-/// over a payload. Returns the root Frame, or nullptr with `why` filled in.
-/// No field of an unverified buffer is ever read.
-const wire::Frame* verify_frame(std::span<const std::uint8_t> payload, const VerifyLimits& limits,
+/// over one whole size-prefixed frame (4-byte length + payload, the length
+/// matching the span). Returns the root Frame, or nullptr with `why` filled
+/// in. No field of an unverified buffer is ever read. For aligned reads keep
+/// the frame at an 8-byte aligned address (any heap allocation is).
+const wire::Frame* verify_frame(std::span<const std::uint8_t> frame, const VerifyLimits& limits,
                                 std::string& why);
 
 }  // namespace im::protocol

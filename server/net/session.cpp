@@ -81,11 +81,14 @@ void Session::enqueue(protocol::OutFrame frame, bool is_response) {
 }
 
 asio::awaitable<void> Session::read_loop() {
-  std::array<std::uint8_t, protocol::kLengthPrefixBytes> header{};
+  // The frame is read into one buffer, prefix included: FlatBuffers aligns
+  // fields relative to the prefix, and the Verifier checks that alignment.
+  constexpr std::size_t kPrefix = protocol::kLengthPrefixBytes;
   while (reading_ && !closed_) {
-    auto [ec, n] = co_await asio::async_read(socket_, asio::buffer(header), use_nothrow);
+    buffer_.resize(kPrefix);
+    auto [ec, n] = co_await asio::async_read(socket_, asio::buffer(buffer_.data(), kPrefix), use_nothrow);
     if (ec || !reading_) break;
-    const std::uint32_t length = protocol::read_length_prefix(header);
+    const std::uint32_t length = protocol::read_length_prefix({buffer_.data(), kPrefix});
     const std::uint32_t max =
         user.empty() ? std::min(limits_.max_frame_bytes_before_hello, limits_.max_frame_bytes)
                      : limits_.max_frame_bytes;
@@ -95,11 +98,12 @@ asio::awaitable<void> Session::read_loop() {
       fail(protocol::encode_error(0, code, reason));
       break;
     }
-    payload_.resize(length);
-    std::tie(ec, n) = co_await asio::async_read(socket_, asio::buffer(payload_), use_nothrow);
+    buffer_.resize(kPrefix + length);  // allocated only after the length was checked
+    std::tie(ec, n) =
+        co_await asio::async_read(socket_, asio::buffer(buffer_.data() + kPrefix, length), use_nothrow);
     if (ec || !reading_) break;
     std::string why;
-    const wire::Frame* frame = protocol::verify_frame(payload_, limits_.verify, why);
+    const wire::Frame* frame = protocol::verify_frame(buffer_, limits_.verify, why);
     if (!frame) {
       spdlog::get("net")->warn("[s{}] bad frame: {}; closing", id_, why);
       fail(protocol::encode_error(0, wire::ErrorCode::ProtocolError, why));

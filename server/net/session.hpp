@@ -68,7 +68,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   const SessionLimits limits_;
   OnClose on_close_;
 
-  std::vector<std::uint8_t> payload_;
+  std::vector<std::uint8_t> buffer_;  // the frame being read, prefix included
   std::deque<protocol::OutFrame> queue_;
   std::size_t queued_bytes_ = 0;
   asio::steady_timer write_signal_;
