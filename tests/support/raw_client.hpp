@@ -1,0 +1,57 @@
+#pragma once
+// RawClient: a blocking test client speaking frames directly over a socket,
+// for tests that need exact control of the bytes (bad input, pipelining). Not
+// the product client library (client/), which the e2e tests use otherwise.
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+
+#include "protocol/frame_codec.hpp"
+#include "protocol/frames.hpp"
+
+namespace im::test {
+
+/// One received frame, with its bytes kept alive.
+struct Received {
+  std::vector<std::uint8_t> bytes;  // the whole frame, length prefix included
+  const wire::Frame* frame() const { return flatbuffers::GetSizePrefixedRoot<wire::Frame>(bytes.data()); }
+};
+
+class RawClient {
+ public:
+  explicit RawClient(std::uint16_t port, const std::string& host = "127.0.0.1");
+
+  void write(const protocol::OutFrame& frame);
+  void write_bytes(const std::vector<std::uint8_t>& bytes);
+
+  /// Reads one verified frame, or nullopt when the server closed the
+  /// connection or nothing arrived within `timeout`. Throws on a bad frame.
+  std::optional<Received> read(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+  /// True if the server closes the connection within `timeout` (reading and
+  /// discarding whatever frames arrive first).
+  bool closed_by_server(std::chrono::milliseconds timeout = std::chrono::seconds(5));
+
+  /// Hello as `user`; requires a Welcome back.
+  void hello(const std::string& user);
+
+  /// Send and wait for its response (SendAck or Error).
+  Received send(const std::string& to, std::uint64_t client_msg_id, const std::string& body);
+  Received pull(std::int64_t after, std::uint32_t limit, std::uint32_t wait_ms = 0);
+
+  std::uint64_t next_id() { return ++request_id_; }
+
+ private:
+  asio::io_context io_;
+  asio::ip::tcp::socket socket_;
+  std::vector<std::uint8_t> buffer_;
+  std::uint64_t request_id_ = 0;
+};
+
+}  // namespace im::test
