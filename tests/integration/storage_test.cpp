@@ -1,0 +1,221 @@
+// Integration: the storage adapters against a real PostgreSQL and Redis.
+// These drive the writer and reader directly, to put the seq hazards of
+// DESIGN.md (Redis losing or lagging counters, gaps) under test.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <future>
+#include <thread>
+
+#include <hiredis/hiredis.h>
+#include <pqxx/pqxx>
+
+#include "server/app/server.hpp"
+#include "server/service/waiters.hpp"
+#include "server/storage/group_commit_writer.hpp"
+#include "server/storage/pg_reader_pool.hpp"
+#include "server/storage/schema.hpp"
+#include "tests/support/test_env.hpp"
+
+using namespace im;
+using namespace im::server;
+using im::test::unique_prefix;
+
+namespace {
+
+struct Harness {
+  Waiters waiters;
+  std::unique_ptr<GroupCommitWriter> writer;
+  std::unique_ptr<PgReaderPool> reader;
+
+  explicit Harness(std::chrono::milliseconds gap_fill = std::chrono::milliseconds(2000),
+                   std::string pg = test::pg_url(), std::string redis = test::redis_url()) {
+    init_logging("warn");
+    {
+      pqxx::connection conn(test::pg_url());
+      migrate(conn);
+    }
+    GroupCommitOptions w;
+    w.pg.url = pg;
+    w.redis = parse_redis_url(redis);
+    w.batch_delay = std::chrono::microseconds(100);
+    writer = std::make_unique<GroupCommitWriter>(w, waiters);
+    writer->start();
+    ReaderPoolOptions r;
+    r.pg.url = pg;
+    r.threads = 1;
+    r.gap_fill = gap_fill;
+    reader = std::make_unique<PgReaderPool>(r);
+    reader->start();
+  }
+
+  std::pair<StoreStatus, protocol::SendAckRecord> send(const std::string& from, const std::string& to,
+                                                       std::uint64_t cmid, const std::string& body) {
+    std::promise<std::pair<StoreStatus, protocol::SendAckRecord>> done;
+    SendCommand cmd{from, to, body, cmid, now_us(), {}};
+    cmd.done = [&](const StoreStatus& s, const protocol::SendAckRecord& a) { done.set_value({s, a}); };
+    const StoreStatus queued = writer->submit(cmd);
+    if (!queued.ok()) return {queued, {}};
+    return done.get_future().get();
+  }
+
+  std::pair<StoreStatus, PullPage> pull(const std::string& owner, std::int64_t after,
+                                        std::uint32_t limit = 100) {
+    std::promise<std::pair<StoreStatus, PullPage>> done;
+    reader->pull({owner, after, limit},
+                 [&](const StoreStatus& s, PullPage&& p) { done.set_value({s, std::move(p)}); });
+    return done.get_future().get();
+  }
+};
+
+/// Runs one Redis command against the test Redis; returns the integer reply or 0.
+long long redis_command(const std::string& command) {
+  const RedisEndpoint ep = parse_redis_url(test::redis_url());
+  redisContext* c = redisConnect(ep.host.c_str(), ep.port);
+  REQUIRE(c);
+  REQUIRE(c->err == 0);
+  auto* r = static_cast<redisReply*>(redisCommand(c, command.c_str()));
+  REQUIRE(r);
+  const long long v = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+  freeReplyObject(r);
+  redisFree(c);
+  return v;
+}
+
+std::vector<std::int64_t> seqs_of(const PullPage& p) {
+  std::vector<std::int64_t> out;
+  for (const auto& m : p.messages) out.push_back(m.seq);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("migrations are idempotent and safe to run concurrently", "[integration]") {
+  // A fresh schema of our own, so that the migration really runs here.
+  const std::string schema = unique_prefix("mig");
+  std::string schema_name = schema;
+  std::replace(schema_name.begin(), schema_name.end(), '-', '_');
+  {
+    pqxx::connection admin(test::pg_url());
+    pqxx::nontransaction tx(admin);
+    tx.exec("CREATE SCHEMA " + schema_name);
+  }
+  auto run = [&] {
+    pqxx::connection conn(test::pg_url());
+    pqxx::nontransaction(conn).exec("SET search_path = " + schema_name);
+    return migrate(conn);
+  };
+  std::vector<std::future<int>> runs;
+  for (int i = 0; i < 4; ++i) runs.push_back(std::async(std::launch::async, run));
+  int applied = 0;
+  for (auto& f : runs) applied += f.get();
+  CHECK(applied == latest_schema_version());  // each migration applied exactly once
+  CHECK(run() == 0);                          // and never again
+
+  pqxx::connection conn(test::pg_url());
+  pqxx::nontransaction tx(conn);
+  const auto r = tx.exec("SELECT count(*) FROM information_schema.tables WHERE table_schema = " +
+                         tx.quote(schema_name) + " AND table_name IN ('messages', 'inbox')");
+  CHECK(r[0][0].as<int>() == 2);
+  tx.exec("DROP SCHEMA " + schema_name + " CASCADE");
+}
+
+TEST_CASE("seqs continue above stored ones after Redis loses its counters", "[integration]") {
+  Harness h;
+  const std::string alice = unique_prefix("alice"), bob = unique_prefix("bob");
+  for (std::uint64_t i = 1; i <= 5; ++i) REQUIRE(h.send(alice, bob, i, "before").first.ok());
+
+  // As if Redis restarted empty (only this test's key: other tests share Redis).
+  CHECK(redis_command("DEL im:seq:" + bob) == 1);
+
+  std::vector<std::int64_t> acked;
+  for (std::uint64_t i = 6; i <= 10; ++i) {
+    const auto [status, ack] = h.send(alice, bob, i, "after");
+    REQUIRE(status.ok());
+    acked.push_back(ack.seq);
+  }
+  // New seqs lie above the old ones: nothing repeats, order is kept.
+  CHECK(acked.front() > 5);
+  CHECK(std::is_sorted(acked.begin(), acked.end()));
+
+  // A reader following its cursor sees all ten, in send order, exactly once
+  // (the seqs the writer abandoned while re-seeding are tombstoned, not gaps).
+  const auto [st, page] = h.pull(bob, 0);
+  REQUIRE(st.ok());
+  REQUIRE(page.messages.size() == 10);
+  for (std::size_t i = 0; i < 10; ++i) CHECK(page.messages[i].client_msg_id == i + 1);
+  CHECK_FALSE(page.gap_pending);
+}
+
+TEST_CASE("a Redis counter behind PostgreSQL makes the batch retry above the stored maximum",
+          "[integration]") {
+  Harness h;
+  const std::string alice = unique_prefix("alice"), bob = unique_prefix("bob");
+  for (std::uint64_t i = 1; i <= 10; ++i) REQUIRE(h.send(alice, bob, i, "m").first.ok());
+
+  // Failed over to a replica that is behind: the key exists but is low.
+  redis_command("SET im:seq:" + bob + " 3");
+  const auto retries_before = h.writer->batch_retries();
+  const auto [status, ack] = h.send(alice, bob, 11, "after failover");
+  REQUIRE(status.ok());
+  CHECK(ack.seq > 10);
+  CHECK(h.writer->batch_retries() > retries_before);
+
+  const auto [st, page] = h.pull(bob, 0);
+  REQUIRE(page.messages.size() == 11);
+  CHECK(page.messages.back().client_msg_id == 11);
+  CHECK(page.messages.back().seq == ack.seq);
+}
+
+TEST_CASE("a seq that was allocated but never written is filled after gap_fill", "[integration]") {
+  Harness h(std::chrono::milliseconds(300));
+  const std::string alice = unique_prefix("alice"), bob = unique_prefix("bob");
+  REQUIRE(h.send(alice, bob, 1, "one").first.ok());
+  // A writer took seq 2 and died before writing it.
+  CHECK(redis_command("INCR im:seq:" + bob) == 2);
+  const auto [status, ack] = h.send(alice, bob, 2, "three");
+  REQUIRE(status.ok());
+  CHECK(ack.seq == 3);
+
+  // Seq 2 is missing while 3 exists: the reader stops before the gap...
+  auto [st1, first] = h.pull(bob, 0);
+  REQUIRE(st1.ok());
+  CHECK(seqs_of(first) == std::vector<std::int64_t>{1});
+  CHECK(first.next_after_seq == 1);
+  CHECK(first.gap_pending);
+  auto [st2, blocked] = h.pull(bob, 1);
+  CHECK(blocked.messages.empty());
+  CHECK(blocked.next_after_seq == 1);
+
+  // ...and once the gap is older than gap_fill, it is tombstoned and skipped.
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  auto [st3, after] = h.pull(bob, 1);
+  REQUIRE(st3.ok());
+  CHECK(seqs_of(after) == std::vector<std::int64_t>{3});
+  CHECK(after.next_after_seq == 3);
+  CHECK_FALSE(after.gap_pending);
+  CHECK(h.reader->gaps_filled() >= 1);
+
+  // A late writer for seq 2 now loses: the slot is taken.
+  pqxx::connection conn(test::pg_url());
+  pqxx::work tx(conn);
+  CHECK_THROWS_AS(tx.exec_params("INSERT INTO inbox (owner, seq, message_id) VALUES ($1, 2, 1)", bob),
+                  pqxx::unique_violation);
+}
+
+TEST_CASE("sends fail fast as unavailable when a backend is unreachable", "[integration]") {
+  SECTION("PostgreSQL down") {
+    Harness h(std::chrono::milliseconds(2000), "postgresql://im@127.0.0.1:1/im?connect_timeout=1");
+    const auto start = std::chrono::steady_clock::now();
+    const auto [status, ack] = h.send("alice", "bob", 1, "x");
+    CHECK(status.code == StoreCode::unavailable);
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
+    const auto [st, page] = h.pull("bob", 0);
+    CHECK(st.code == StoreCode::unavailable);
+  }
+  SECTION("Redis down") {
+    Harness h(std::chrono::milliseconds(2000), test::pg_url(), "redis://127.0.0.1:1");
+    const auto [status, ack] = h.send(unique_prefix("alice"), unique_prefix("bob"), 1, "x");
+    CHECK(status.code == StoreCode::unavailable);
+  }
+}
