@@ -1,0 +1,118 @@
+// Unit: configuration parsing and validation, PostgreSQL array literals,
+// Redis URLs and the long-poll registry.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <cstdlib>
+
+#include "server/app/config.hpp"
+#include "server/service/waiters.hpp"
+#include "server/storage/pg_array.hpp"
+#include "server/storage/redis_seq.hpp"
+
+using namespace im::server;
+
+namespace {
+ParseResult parse(std::vector<std::string> args, Config& c) {
+  args.insert(args.begin(), "im-server");
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  return parse_config(static_cast<int>(argv.size()), argv.data(), c);
+}
+}  // namespace
+
+TEST_CASE("defaults validate and flags override", "[unit][config]") {
+  Config c;
+  REQUIRE(parse({"--listen", "0.0.0.0:9000", "--batch-max", "50", "--threads", "3"}, c).action ==
+          ParseResult::Action::run);
+  CHECK(c.listen_host == "0.0.0.0");
+  CHECK(c.listen_port == 9000);
+  CHECK(c.batch_max == 50);
+  CHECK(c.threads == 3);
+}
+
+TEST_CASE("environment variables fill settings; flags win", "[unit][config]") {
+  ::setenv("IM_BATCH_DELAY_US", "777", 1);
+  ::setenv("IM_BATCH_MAX", "12", 1);
+  Config c;
+  REQUIRE(parse({"--batch-max", "34"}, c).action == ParseResult::Action::run);
+  CHECK(c.batch_delay_us == 777);
+  CHECK(c.batch_max == 34);
+  ::unsetenv("IM_BATCH_DELAY_US");
+  ::unsetenv("IM_BATCH_MAX");
+}
+
+TEST_CASE("bad values exit non-zero", "[unit][config]") {
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"--listen", "nonsense"},
+           {"--listen", "127.0.0.1:70000"},
+           {"--batch-max", "0"},
+           {"--batch-max", "abc"},
+           {"--max-frame-bytes", "10"},
+           {"--redis-url", "http://x"},
+           {"--log-level", "loud"},
+           {"--no-such-flag"}}) {
+    Config c;
+    const auto r = parse(args, c);
+    INFO(args[0]);
+    CHECK(r.action == ParseResult::Action::exit);
+    CHECK(r.exit_code != 0);
+  }
+}
+
+TEST_CASE("IPv6 listen addresses and password masking", "[unit][config]") {
+  Config c;
+  c.listen = "[::1]:7400";
+  validate(c);
+  CHECK(c.listen_host == "::1");
+  CHECK(mask_url_password("postgresql://im:secret@db:5432/im") == "postgresql://im:***@db:5432/im");
+  CHECK(mask_url_password("postgresql://im@db/im") == "postgresql://im@db/im");
+  CHECK(describe(Config{}).find("secret") == std::string::npos);
+}
+
+TEST_CASE("PostgreSQL array literals quote every element", "[unit][storage]") {
+  PgArray a;
+  a.add("plain");
+  a.add("with \"quotes\" and \\backslash\\");
+  a.add("{braces}, commas");
+  a.add("");
+  CHECK(std::move(a).str() ==
+        R"({"plain","with \"quotes\" and \\backslash\\","{braces}, commas",""})");
+  PgArray n;
+  n.add(std::int64_t{-5});
+  n.add(std::int64_t{42});
+  n.add_null();
+  CHECK(std::move(n).str() == "{-5,42,NULL}");
+  CHECK(PgArray{}.str() == "{}");
+}
+
+TEST_CASE("redis URLs", "[unit][storage]") {
+  const auto a = parse_redis_url("redis://127.0.0.1:6380");
+  CHECK(a.host == "127.0.0.1");
+  CHECK(a.port == 6380);
+  const auto b = parse_redis_url("redis://:pw@cache/2");
+  CHECK(b.host == "cache");
+  CHECK(b.port == 6379);
+  CHECK(b.password == "pw");
+  CHECK(b.db == 2);
+  CHECK_THROWS_AS(parse_redis_url("http://x"), std::invalid_argument);
+  CHECK_THROWS_AS(parse_redis_url("redis://host:notaport"), std::invalid_argument);
+  CHECK_THROWS_AS(parse_redis_url("redis://:6379"), std::invalid_argument);
+}
+
+TEST_CASE("waiters wake only the inboxes that changed", "[unit][service]") {
+  Waiters w;
+  std::atomic<int> bob{0}, carol{0};
+  const auto t1 = w.add("bob", [&] { ++bob; });
+  w.add("bob", [&] { ++bob; });
+  w.add("carol", [&] { ++carol; });
+  w.notify({"bob", "dave"});
+  CHECK(bob == 2);
+  CHECK(carol == 0);
+  w.remove("bob", t1);
+  w.notify({"bob"});
+  CHECK(bob == 3);
+  CHECK(w.size() == 2);
+  w.notify_all();
+  CHECK(carol == 1);
+}
