@@ -67,7 +67,7 @@ asio::awaitable<void> Listener::accept_loop() {
     const std::uint64_t id = next_id_.fetch_add(1);
     std::error_code peer_ec;
     const auto peer = socket.remote_endpoint(peer_ec);
-    spdlog::get("net")->debug("[s{}] accepted from {}:{}", id, peer.address().to_string(), peer.port());
+    spdlog::get("net")->info("[s{}] accepted from {}:{}", id, peer.address().to_string(), peer.port());
     auto session = std::make_shared<Session>(std::move(socket), id, service_, limits_,
                                              [this](std::uint64_t closed_id) {
                                                std::lock_guard lock(mu_);

@@ -165,7 +165,7 @@ void Session::close() {
   socket_.close(ec);
   write_signal_.cancel();
   inflight_signal_.cancel();
-  spdlog::get("net")->debug("[s{}] closed user={}", id_, user);
+  spdlog::get("net")->info("[s{}] closed user={}", id_, user);
   if (on_close_) on_close_(id_);
 }
 

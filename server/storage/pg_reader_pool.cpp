@@ -223,11 +223,19 @@ PullPage PgReaderPool::run_pull(pqxx::connection& conn, const PullQuery& q) {
       return page;
     }
     const std::int64_t last = std::min(gap_end, expected + kMaxFillSpan - 1);
-    pqxx::work tx(conn, "fill_gap");
-    // A writer still holding the row blocks us; give up quickly and retry later.
-    tx.exec("SET LOCAL statement_timeout = 1000");
-    const pqxx::result filled = tx.exec_prepared(kFillGap, q.owner, expected, last);
-    tx.commit();
+    pqxx::result filled;
+    try {
+      pqxx::work tx(conn, "fill_gap");
+      // A writer still holding the slot (uncommitted) blocks us: give up
+      // quickly; its transaction commits, or PostgreSQL ends it.
+      tx.exec("SET LOCAL statement_timeout = 1000");
+      filled = tx.exec_prepared(kFillGap, q.owner, expected, last);
+      tx.commit();
+    } catch (const pqxx::sql_error& e) {
+      if (e.sqlstate() != "57014") throw;  // only query_canceled (our timeout) is expected
+      page.gap_pending = true;
+      return page;
+    }
     gaps_.forget(q.owner, expected);
     {
       std::lock_guard lock(mu_);
