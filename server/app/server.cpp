@@ -12,6 +12,7 @@
 #include "server/service/waiters.hpp"
 #include "server/storage/group_commit_writer.hpp"
 #include "server/storage/pg_reader_pool.hpp"
+#include "server/storage/redis_commit_bus.hpp"
 #include "server/storage/schema.hpp"
 
 namespace im::server {
@@ -68,7 +69,10 @@ void Server::start() {
   wopt.batch_max = config_.batch_max;
   wopt.batch_delay = std::chrono::microseconds(config_.batch_delay_us);
   wopt.queue_capacity = config_.queue_capacity;
-  writer_ = std::make_unique<GroupCommitWriter>(wopt, *waiters_);
+  // Commits wake long polls here at once and, through Redis, in every other
+  // im-server process sharing this database.
+  bus_ = std::make_unique<RedisCommitBus>(wopt.redis, *waiters_);
+  writer_ = std::make_unique<GroupCommitWriter>(wopt, *bus_);
 
   ReaderPoolOptions ropt;
   ropt.pg = pg;
@@ -96,6 +100,7 @@ void Server::start() {
                                          config_.listen_port);
   listener_ = std::make_unique<Listener>(contexts, endpoint, *service_, slimits);
 
+  bus_->start();
   writer_->start();
   reader_->start();
   for (auto& io : io_) {
@@ -125,6 +130,7 @@ void Server::stop() {
     log->warn("{} connection(s) still open after the drain timeout; closing", left);
   }
   reader_->stop();
+  bus_->stop();
   work_.clear();
   for (auto& io : io_) io->stop();
   for (auto& t : io_threads_) t.join();

@@ -22,6 +22,7 @@ namespace im::server {
 class GroupCommitWriter;
 class PgReaderPool;
 class Waiters;
+class RedisCommitBus;
 class Service;
 class Listener;
 
@@ -48,6 +49,7 @@ class Server {
  private:
   Config config_;
   std::unique_ptr<Waiters> waiters_;
+  std::unique_ptr<RedisCommitBus> bus_;
   std::unique_ptr<GroupCommitWriter> writer_;
   std::unique_ptr<PgReaderPool> reader_;
   std::unique_ptr<Service> service_;

@@ -272,3 +272,23 @@ TEST_CASE("history pages one conversation both ways", "[e2e]") {
   (void)cur4;
   (void)cur2;
 }
+
+TEST_CASE("a long poll on one server process is woken by a commit on another", "[e2e]") {
+  TestServer first, second;
+  const std::string alice = unique_prefix("alice"), bob = unique_prefix("bob");
+  RawClient b(second.port());
+  b.hello(bob);
+  const auto start = std::chrono::steady_clock::now();
+  std::thread sender([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    RawClient a(first.port());
+    a.hello(alice);
+    ack_of(a.send(bob, 1, "across processes"));
+  });
+  const auto r = b.pull(0, 10, 20000);
+  const auto waited = std::chrono::steady_clock::now() - start;
+  sender.join();
+  REQUIRE(pull_of(r).messages()->size() == 1);
+  CHECK(pull_of(r).messages()->Get(0)->body()->str() == "across processes");
+  CHECK(waited < std::chrono::seconds(15));  // woken through Redis, not by the deadline
+}

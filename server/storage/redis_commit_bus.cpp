@@ -1,0 +1,136 @@
+#include "server/storage/redis_commit_bus.hpp"
+
+#include <poll.h>
+
+#include <cerrno>
+#include <random>
+#include <sstream>
+
+#include <hiredis/hiredis.h>
+#include <spdlog/spdlog.h>
+
+namespace im::server {
+namespace {
+
+constexpr const char* kChannel = "im:commits";
+
+redisContext* connect(const RedisEndpoint& ep, std::chrono::milliseconds timeout) {
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(timeout.count() / 1000);
+  tv.tv_usec = static_cast<suseconds_t>((timeout.count() % 1000) * 1000);
+  redisContext* c = redisConnectWithTimeout(ep.host.c_str(), ep.port, tv);
+  if (!c) return nullptr;
+  if (c->err) {
+    redisFree(c);
+    return nullptr;
+  }
+  redisSetTimeout(c, tv);
+  if (!ep.password.empty()) {
+    auto* r = static_cast<redisReply*>(
+        redisCommand(c, "AUTH %b", ep.password.data(), ep.password.size()));
+    const bool ok = r && r->type != REDIS_REPLY_ERROR;
+    if (r) freeReplyObject(r);
+    if (!ok) {
+      redisFree(c);
+      return nullptr;
+    }
+  }
+  return c;
+}
+
+}  // namespace
+
+void RedisCommitBus::Free::operator()(redisContext* c) const { redisFree(c); }
+
+RedisCommitBus::RedisCommitBus(RedisEndpoint endpoint, CommitListener& local)
+    : endpoint_(std::move(endpoint)), local_(local) {
+  std::random_device rd;
+  instance_ = std::to_string((static_cast<std::uint64_t>(rd()) << 32) | rd());
+}
+
+RedisCommitBus::~RedisCommitBus() { stop(); }
+
+void RedisCommitBus::start() {
+  subscriber_ = std::thread([this] { subscribe_loop(); });
+}
+
+void RedisCommitBus::stop() {
+  stopping_.store(true);
+  if (subscriber_.joinable()) subscriber_.join();
+}
+
+redisContext* RedisCommitBus::publisher() {
+  if (pub_) return pub_.get();
+  const auto now = std::chrono::steady_clock::now();
+  if (now < pub_retry_at_) return nullptr;
+  pub_.reset(connect(endpoint_, std::chrono::milliseconds(500)));
+  if (!pub_) pub_retry_at_ = now + std::chrono::seconds(1);
+  return pub_.get();
+}
+
+void RedisCommitBus::notify(const std::vector<std::string>& receivers) {
+  local_.notify(receivers);
+  redisContext* c = publisher();
+  if (!c) return;
+  std::string message = instance_;
+  for (const std::string& r : receivers) message.append(" ").append(r);
+  auto* reply = static_cast<redisReply*>(
+      redisCommand(c, "PUBLISH %s %b", kChannel, message.data(), message.size()));
+  if (!reply) {
+    pub_.reset();
+    return;
+  }
+  freeReplyObject(reply);
+}
+
+void RedisCommitBus::subscribe_loop() {
+  while (!stopping_.load()) {
+    std::unique_ptr<redisContext, Free> c(connect(endpoint_, std::chrono::milliseconds(500)));
+    if (!c) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      continue;
+    }
+    auto* r = static_cast<redisReply*>(redisCommand(c.get(), "SUBSCRIBE %s", kChannel));
+    if (!r) continue;
+    freeReplyObject(r);
+    // Wait for data with poll() so the loop notices stop(); then parse every
+    // complete reply hiredis has buffered.
+    bool healthy = true;
+    while (healthy && !stopping_.load()) {
+      pollfd pfd{c->fd, POLLIN, 0};
+      const int ready = ::poll(&pfd, 1, 200);
+      if (ready < 0 && errno != EINTR) break;
+      if (ready <= 0) continue;
+      if (redisBufferRead(c.get()) != REDIS_OK) break;
+      for (;;) {
+        void* raw = nullptr;
+        if (redisGetReplyFromReader(c.get(), &raw) != REDIS_OK) {
+          healthy = false;
+          break;
+        }
+        if (!raw) break;
+        std::unique_ptr<redisReply, void (*)(void*)> reply(static_cast<redisReply*>(raw),
+                                                           freeReplyObject);
+        handle_message(reply.get());
+      }
+    }
+  }
+}
+
+void RedisCommitBus::handle_message(const redisReply* reply) {
+  if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) return;
+  const redisReply* payload = reply->element[2];
+  if (payload->type != REDIS_REPLY_STRING) return;
+  std::istringstream in(std::string(payload->str, payload->len));
+  std::string origin;
+  in >> origin;
+  if (origin == instance_) return;
+  std::vector<std::string> receivers;
+  for (std::string r; in >> r;) receivers.push_back(std::move(r));
+  if (!receivers.empty()) {
+    remote_.fetch_add(1);
+    local_.notify(receivers);
+  }
+}
+
+}  // namespace im::server

@@ -1,0 +1,60 @@
+#pragma once
+// RedisCommitBus: tells long polls in every im-server process which inboxes a
+// commit changed.
+//
+// notify() (called by the writer thread after each commit) wakes the local
+// Waiters at once and publishes the receivers on the Redis channel
+// "im:commits"; a subscriber thread wakes local waiters for commits made by
+// other processes. Messages carry the publishing process's instance id so a
+// process ignores its own. Best effort: if Redis is down, remote long polls
+// still answer by their deadline (and readers re-check while a gap is pending).
+//
+// Thread-safety: notify() from one thread (the writer); start()/stop() from
+// the owner.
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "server/service/store.hpp"
+#include "server/storage/redis_seq.hpp"
+
+struct redisContext;
+struct redisReply;
+
+namespace im::server {
+
+class RedisCommitBus final : public CommitListener {
+ public:
+  RedisCommitBus(RedisEndpoint endpoint, CommitListener& local);
+  ~RedisCommitBus() override;
+
+  void start();
+  void stop();
+
+  void notify(const std::vector<std::string>& receivers) override;
+
+  std::uint64_t remote_notifications() const { return remote_.load(); }
+
+ private:
+  void subscribe_loop();
+  void handle_message(const redisReply* reply);
+  redisContext* publisher();
+
+  RedisEndpoint endpoint_;
+  CommitListener& local_;
+  std::string instance_;
+  struct Free {
+    void operator()(redisContext* c) const;
+  };
+  std::unique_ptr<redisContext, Free> pub_;
+  std::chrono::steady_clock::time_point pub_retry_at_{};
+  std::atomic<bool> stopping_{false};
+  std::atomic<std::uint64_t> remote_{0};
+  std::thread subscriber_;
+};
+
+}  // namespace im::server
