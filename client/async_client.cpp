@@ -1,0 +1,518 @@
+#include <cstring>
+#include <deque>
+#include <random>
+#include <thread>
+#include <unordered_map>
+
+#include <asio/connect.hpp>
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/write.hpp>
+
+#include "client/client.hpp"
+#include "protocol/frame_codec.hpp"
+#include "protocol/frames.hpp"
+
+namespace im::client {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+Error make_error(Error::Kind kind, std::string message) {
+  Error e;
+  e.kind = kind;
+  e.message = std::move(message);
+  return e;
+}
+
+Error from_wire(const wire::Error& e) {
+  Error out;
+  out.kind = Error::Kind::server;
+  out.code = e.code();
+  out.message = e.message() ? e.message()->str() : "";
+  out.retry_after_ms = e.retry_after_ms();
+  return out;
+}
+
+std::vector<MessageRecord> to_records(
+    const flatbuffers::Vector<flatbuffers::Offset<wire::Message>>* v) {
+  std::vector<MessageRecord> out;
+  if (!v) return out;
+  out.reserve(v->size());
+  for (const wire::Message* m : *v) out.push_back(protocol::to_record(*m));
+  return out;
+}
+
+}  // namespace
+
+bool Error::retryable() const {
+  switch (kind) {
+    case Kind::timeout:
+    case Kind::disconnected:
+    case Kind::connect_failed: return true;
+    case Kind::server:
+      return code == wire::ErrorCode::Unavailable || code == wire::ErrorCode::Busy ||
+             code == wire::ErrorCode::RateLimited;
+    case Kind::protocol:
+    case Kind::closed: return false;
+  }
+  return false;
+}
+
+std::string Error::to_string() const {
+  switch (kind) {
+    case Kind::server: return std::string(protocol::error_code_name(code)) + ": " + message;
+    case Kind::timeout: return "timeout: " + message;
+    case Kind::disconnected: return "disconnected: " + message;
+    case Kind::connect_failed: return "connect failed: " + message;
+    case Kind::protocol: return "protocol error: " + message;
+    case Kind::closed: return "closed: " + message;
+  }
+  return message;
+}
+
+std::uint64_t new_client_msg_id() {
+  static thread_local std::mt19937_64 rng{std::random_device{}() ^
+                                          static_cast<std::uint64_t>(Clock::now().time_since_epoch().count())};
+  std::uint64_t id = 0;
+  while (id == 0) id = rng();
+  return id;
+}
+
+// All state lives on the I/O thread; public calls post into it.
+struct AsyncClient::Impl : std::enable_shared_from_this<AsyncClient::Impl> {
+  using OnFrame = std::function<void(const wire::Frame&)>;
+  using OnError = std::function<void(const Error&)>;
+
+  struct Pending {
+    protocol::OutFrame frame;  // kept until written
+    OnFrame on_frame;
+    OnError on_error;
+    std::unique_ptr<asio::steady_timer> timer;
+    bool sent = false;
+  };
+
+  Options opt;
+  asio::io_context io{1};
+  asio::executor_work_guard<asio::io_context::executor_type> work = asio::make_work_guard(io);
+  std::thread thread;
+  asio::ip::tcp::socket socket{io};
+  asio::steady_timer connect_timer{io};
+  enum class State { idle, connecting, ready } state = State::idle;
+  std::uint64_t generation = 0;  // bumped per connection, to ignore stale completions
+  std::uint64_t next_id = 0;
+  std::unordered_map<std::uint64_t, Pending> pending;
+  std::deque<std::uint64_t> unsent;  // requests waiting for the session (Hello first)
+  std::deque<protocol::OutFrame> write_queue;
+  bool writing = false;
+  std::vector<std::uint8_t> rbuf;
+  std::size_t rbuf_used = 0;
+  Welcome welcome;
+  std::vector<std::function<void(const Result<Welcome>&)>> on_welcome;
+  std::chrono::milliseconds backoff{0};
+  Clock::time_point next_connect_at{};
+  bool closed = false;
+
+  explicit Impl(Options o) : opt(std::move(o)) {}
+
+  void start() {
+    thread = std::thread([self = shared_from_this()] { self->io.run(); });
+  }
+
+  // ---- requests -----------------------------------------------------------
+  void call(std::function<protocol::OutFrame(std::uint64_t)> make, std::chrono::milliseconds timeout,
+            OnFrame on_frame, OnError on_error) {
+    if (closed) return on_error(make_error(Error::Kind::closed, "client closed"));
+    const std::uint64_t id = ++next_id;
+    Pending& p = pending[id];
+    p.frame = make(id);
+    p.on_frame = std::move(on_frame);
+    p.on_error = std::move(on_error);
+    p.timer = std::make_unique<asio::steady_timer>(io, timeout);
+    p.timer->async_wait([self = shared_from_this(), id, timeout](const std::error_code& ec) {
+      if (ec) return;
+      self->fail_one(id, make_error(Error::Kind::timeout, "no response in " +
+                                                              std::to_string(timeout.count()) + " ms"));
+    });
+    unsent.push_back(id);
+    if (state == State::ready) {
+      flush_unsent();
+    } else {
+      ensure_connecting();
+    }
+  }
+
+  void fail_one(std::uint64_t id, const Error& e) {
+    auto it = pending.find(id);
+    if (it == pending.end()) return;
+    OnError cb = std::move(it->second.on_error);
+    it->second.timer->cancel();
+    pending.erase(it);
+    cb(e);
+  }
+
+  void fail_all(const Error& e) {
+    auto all = std::move(pending);
+    pending.clear();
+    unsent.clear();
+    for (auto& [id, p] : all) {
+      p.timer->cancel();
+      p.on_error(e);
+    }
+    auto welcomes = std::move(on_welcome);
+    on_welcome.clear();
+    for (auto& w : welcomes) w(e);
+  }
+
+  void flush_unsent() {
+    while (!unsent.empty()) {
+      const std::uint64_t id = unsent.front();
+      unsent.pop_front();
+      auto it = pending.find(id);
+      if (it == pending.end()) continue;  // timed out while waiting
+      it->second.sent = true;
+      write_queue.push_back(std::move(it->second.frame));
+    }
+    start_write();
+  }
+
+  // ---- connection ---------------------------------------------------------
+  void ensure_connecting() {
+    if (state != State::idle || closed) return;
+    state = State::connecting;
+    const auto now = Clock::now();
+    if (now < next_connect_at) {
+      connect_timer.expires_at(next_connect_at);
+      connect_timer.async_wait([self = shared_from_this()](const std::error_code& ec) {
+        if (!ec) self->do_connect();
+      });
+      return;
+    }
+    do_connect();
+  }
+
+  void do_connect() {
+    const std::uint64_t gen = ++generation;
+    auto resolver = std::make_shared<asio::ip::tcp::resolver>(io);
+    connect_timer.expires_after(opt.connect_timeout);
+    connect_timer.async_wait([self = shared_from_this(), gen](const std::error_code& ec) {
+      if (ec || gen != self->generation || self->state != State::connecting) return;
+      self->connection_failed(make_error(Error::Kind::connect_failed,
+                                         "no connection within " +
+                                             std::to_string(self->opt.connect_timeout.count()) + " ms"));
+    });
+    resolver->async_resolve(
+        opt.host, std::to_string(opt.port),
+        [self = shared_from_this(), resolver, gen](const std::error_code& ec,
+                                                   asio::ip::tcp::resolver::results_type results) {
+          if (gen != self->generation || self->state != State::connecting) return;
+          if (ec) {
+            return self->connection_failed(
+                make_error(Error::Kind::connect_failed, self->opt.host + ": " + ec.message()));
+          }
+          asio::async_connect(self->socket, results,
+                              [self, gen](const std::error_code& ec2, const asio::ip::tcp::endpoint&) {
+                                if (gen != self->generation || self->state != State::connecting) return;
+                                if (ec2) {
+                                  return self->connection_failed(make_error(
+                                      Error::Kind::connect_failed,
+                                      self->opt.host + ":" + std::to_string(self->opt.port) + ": " +
+                                          ec2.message()));
+                                }
+                                self->on_connected(gen);
+                              });
+        });
+  }
+
+  void on_connected(std::uint64_t gen) {
+    std::error_code ignored;
+    socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+    rbuf.assign(64 * 1024, 0);
+    rbuf_used = 0;
+    start_read(gen);
+    // Hello goes first, ahead of every queued request.
+    const std::uint64_t id = ++next_id;
+    Pending& p = pending[id];
+    p.sent = true;
+    p.timer = std::make_unique<asio::steady_timer>(io, opt.request_timeout);
+    p.timer->async_wait([self = shared_from_this(), id](const std::error_code& ec) {
+      if (!ec) self->fail_one(id, make_error(Error::Kind::timeout, "no Welcome"));
+    });
+    p.on_frame = [this](const wire::Frame& f) {
+      if (f.body_type() == wire::Body::Error) return connection_failed(from_wire(*f.body_as_Error()));
+      if (f.body_type() != wire::Body::Welcome) {
+        return connection_failed(make_error(Error::Kind::protocol, "expected Welcome"));
+      }
+      const auto* w = f.body_as_Welcome();
+      welcome.server_name = w->server_name() ? w->server_name()->str() : "";
+      welcome.session_id = w->session_id();
+      welcome.limits = {w->max_frame_bytes(), w->max_body_bytes(), w->max_pull_limit(),
+                        w->max_wait_ms()};
+      connect_timer.cancel();
+      state = State::ready;
+      backoff = std::chrono::milliseconds(0);
+      auto welcomes = std::move(on_welcome);
+      on_welcome.clear();
+      for (auto& cb : welcomes) cb(welcome);
+      flush_unsent();
+    };
+    p.on_error = [this](const Error& e) { connection_failed(e); };
+    write_queue.push_front(protocol::encode_hello(id, opt.user, opt.token, opt.client_name));
+    start_write();
+  }
+
+  /// Drops the connection; everything pending fails with `e`. The next
+  /// request reconnects, not before the backoff has passed.
+  void connection_failed(const Error& e) {
+    if (state == State::idle && pending.empty()) return;
+    ++generation;
+    state = State::idle;
+    std::error_code ignored;
+    socket.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    socket.close(ignored);
+    connect_timer.cancel();
+    write_queue.clear();
+    writing = false;
+    backoff = std::min(opt.backoff_max, backoff.count() == 0 ? opt.backoff_initial : backoff * 2);
+    next_connect_at = Clock::now() + backoff;
+    fail_all(e);
+  }
+
+  void start_write() {
+    if (writing || write_queue.empty() || state == State::idle) return;
+    if (state == State::connecting && !socket.is_open()) return;
+    writing = true;
+    auto batch = std::make_shared<std::vector<protocol::OutFrame>>();
+    std::vector<asio::const_buffer> buffers;
+    while (!write_queue.empty() && batch->size() < 256) {
+      batch->push_back(std::move(write_queue.front()));
+      write_queue.pop_front();
+      buffers.emplace_back(batch->back().data(), batch->back().size());
+    }
+    asio::async_write(socket, buffers,
+                      [self = shared_from_this(), batch, gen = generation](const std::error_code& ec,
+                                                                           std::size_t) {
+                        if (gen != self->generation) return;
+                        self->writing = false;
+                        if (ec) {
+                          return self->connection_failed(
+                              make_error(Error::Kind::disconnected, "write: " + ec.message()));
+                        }
+                        self->start_write();
+                      });
+  }
+
+  void start_read(std::uint64_t gen) {
+    if (rbuf.size() - rbuf_used < 16 * 1024) rbuf.resize(rbuf.size() * 2);
+    socket.async_read_some(
+        asio::buffer(rbuf.data() + rbuf_used, rbuf.size() - rbuf_used),
+        [self = shared_from_this(), gen](const std::error_code& ec, std::size_t n) {
+          if (gen != self->generation) return;
+          if (ec) {
+            return self->connection_failed(make_error(
+                Error::Kind::disconnected,
+                ec == asio::error::eof ? "server closed the connection" : ec.message()));
+          }
+          self->rbuf_used += n;
+          if (!self->drain_frames()) return;
+          self->start_read(gen);
+        });
+  }
+
+  /// Handles every complete frame in rbuf; false if the connection failed.
+  bool drain_frames() {
+    std::size_t offset = 0;
+    const std::uint64_t gen = generation;
+    bool ok = true;
+    while (ok) {
+      const std::span<const std::uint8_t> avail(rbuf.data() + offset, rbuf_used - offset);
+      const protocol::Decoded d = protocol::decode_frame(avail, 64u << 20);
+      if (d.status == protocol::DecodeStatus::need_more) break;
+      if (d.status == protocol::DecodeStatus::error) {
+        connection_failed(make_error(Error::Kind::protocol, d.reason));
+        return false;
+      }
+      // Copy to an aligned buffer: FlatBuffers fields are aligned relative to
+      // the frame's first byte, which need not be aligned inside rbuf.
+      const std::vector<std::uint8_t> frame(d.frame.begin(), d.frame.end());
+      offset += d.consumed;
+      std::string why;
+      const wire::Frame* f = protocol::verify_frame(frame, protocol::response_verify_limits(100000), why);
+      if (!f) {
+        connection_failed(make_error(Error::Kind::protocol, "bad frame from server: " + why));
+        return false;
+      }
+      dispatch(*f);
+      ok = gen == generation;  // a handler may have dropped the connection
+    }
+    if (!ok) return false;
+    std::memmove(rbuf.data(), rbuf.data() + offset, rbuf_used - offset);
+    rbuf_used -= offset;
+    return true;
+  }
+
+  void dispatch(const wire::Frame& f) {
+    const std::uint64_t id = f.request_id();
+    if (id == 0) {
+      // A notification. An Error here means the server is closing on us.
+      if (f.body_type() == wire::Body::Error) {
+        connection_failed(make_error(Error::Kind::protocol,
+                                     "server: " + from_wire(*f.body_as_Error()).to_string()));
+      }
+      return;  // unknown notifications are ignored (forward compatibility)
+    }
+    auto it = pending.find(id);
+    if (it == pending.end()) return;  // answered after its timeout
+    Pending p = std::move(it->second);
+    pending.erase(it);
+    p.timer->cancel();
+    p.on_frame(f);
+  }
+
+  void shutdown() {
+    if (closed) return;
+    closed = true;
+    ++generation;
+    state = State::idle;
+    std::error_code ignored;
+    socket.close(ignored);
+    connect_timer.cancel();
+    fail_all(make_error(Error::Kind::closed, "client closed"));
+  }
+};
+
+AsyncClient::AsyncClient(Options options) : impl_(std::make_shared<Impl>(std::move(options))) {
+  impl_->start();
+}
+
+AsyncClient::~AsyncClient() {
+  asio::post(impl_->io, [impl = impl_] { impl->shutdown(); });
+  impl_->work.reset();
+  asio::post(impl_->io, [impl = impl_] { impl->io.stop(); });
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+const Options& AsyncClient::options() const { return impl_->opt; }
+
+void AsyncClient::close() {
+  asio::post(impl_->io, [impl = impl_] {
+    impl->shutdown();
+    impl->closed = false;  // a later request may reconnect
+  });
+}
+
+void AsyncClient::connect(Callback<Welcome> done) {
+  asio::post(impl_->io, [impl = impl_, done = std::move(done)]() mutable {
+    if (impl->state == Impl::State::ready) return done(impl->welcome);
+    impl->on_welcome.push_back([done](const Result<Welcome>& r) { done(r); });
+    impl->ensure_connecting();
+  });
+}
+
+void AsyncClient::send(std::string receiver, std::string body, std::uint64_t client_msg_id,
+                       Callback<SendAck> done) {
+  if (client_msg_id == 0) client_msg_id = new_client_msg_id();
+  struct Attempt : std::enable_shared_from_this<Attempt> {
+    std::shared_ptr<Impl> impl;
+    std::string receiver, body;
+    std::uint64_t cmid;
+    Callback<SendAck> done;
+    int attempt = 0;
+    std::chrono::milliseconds backoff{0};
+    std::unique_ptr<asio::steady_timer> timer;
+
+    void run() {
+      ++attempt;
+      auto self = shared_from_this();
+      impl->call(
+          [self](std::uint64_t id) { return protocol::encode_send(id, self->receiver, self->cmid, self->body); },
+          impl->opt.request_timeout,
+          [self](const wire::Frame& f) {
+            if (f.body_type() == wire::Body::SendAck) {
+              const auto* a = f.body_as_SendAck();
+              return self->done(SendAck{a->message_id(), a->created_at_us(), a->seq(), a->duplicate(),
+                                        self->cmid, self->attempt});
+            }
+            if (f.body_type() == wire::Body::Error) return self->failed(from_wire(*f.body_as_Error()));
+            self->done(make_error(Error::Kind::protocol, "unexpected response to Send"));
+          },
+          [self](const Error& e) { self->failed(e); });
+    }
+    void failed(const Error& e) {
+      if (!e.retryable() || attempt >= impl->opt.send_attempts) return done(e);
+      backoff = std::min(impl->opt.backoff_max,
+                         backoff.count() == 0 ? impl->opt.backoff_initial : backoff * 2);
+      const auto wait = std::max(backoff, std::chrono::milliseconds(e.retry_after_ms));
+      timer = std::make_unique<asio::steady_timer>(impl->io, wait);
+      timer->async_wait([self = shared_from_this()](const std::error_code&) { self->run(); });
+    }
+  };
+  asio::post(impl_->io, [impl = impl_, receiver = std::move(receiver), body = std::move(body),
+                         client_msg_id, done = std::move(done)]() mutable {
+    auto a = std::make_shared<Attempt>();
+    a->impl = impl;
+    a->receiver = std::move(receiver);
+    a->body = std::move(body);
+    a->cmid = client_msg_id;
+    a->done = std::move(done);
+    a->run();
+  });
+}
+
+void AsyncClient::pull(std::int64_t after_seq, std::uint32_t limit, std::uint32_t wait_ms,
+                       Callback<PullPage> done) {
+  asio::post(impl_->io, [impl = impl_, after_seq, limit, wait_ms, done = std::move(done)]() mutable {
+    auto cb = std::make_shared<Callback<PullPage>>(std::move(done));
+    impl->call([=](std::uint64_t id) { return protocol::encode_pull(id, after_seq, limit, wait_ms); },
+               impl->opt.request_timeout + std::chrono::milliseconds(wait_ms),
+               [cb](const wire::Frame& f) {
+                 if (f.body_type() == wire::Body::Error) return (*cb)(from_wire(*f.body_as_Error()));
+                 if (f.body_type() != wire::Body::PullResult) {
+                   return (*cb)(make_error(Error::Kind::protocol, "unexpected response to Pull"));
+                 }
+                 const auto* p = f.body_as_PullResult();
+                 (*cb)(PullPage{to_records(p->messages()), p->next_after_seq(), p->has_more()});
+               },
+               [cb](const Error& e) { (*cb)(e); });
+  });
+}
+
+void AsyncClient::history(std::string peer, std::int64_t cursor, std::uint32_t limit, bool reverse,
+                          Callback<HistoryPage> done) {
+  asio::post(impl_->io, [impl = impl_, peer = std::move(peer), cursor, limit, reverse,
+                         done = std::move(done)]() mutable {
+    auto cb = std::make_shared<Callback<HistoryPage>>(std::move(done));
+    impl->call([=](std::uint64_t id) { return protocol::encode_history(id, peer, cursor, limit, reverse); },
+               impl->opt.request_timeout,
+               [cb](const wire::Frame& f) {
+                 if (f.body_type() == wire::Body::Error) return (*cb)(from_wire(*f.body_as_Error()));
+                 if (f.body_type() != wire::Body::HistoryResult) {
+                   return (*cb)(make_error(Error::Kind::protocol, "unexpected response to History"));
+                 }
+                 const auto* h = f.body_as_HistoryResult();
+                 (*cb)(HistoryPage{to_records(h->messages()), h->next_cursor(), h->has_more()});
+               },
+               [cb](const Error& e) { (*cb)(e); });
+  });
+}
+
+void AsyncClient::ping(Callback<std::chrono::microseconds> done) {
+  asio::post(impl_->io, [impl = impl_, done = std::move(done)]() mutable {
+    auto cb = std::make_shared<Callback<std::chrono::microseconds>>(std::move(done));
+    const auto start = Clock::now();
+    impl->call([](std::uint64_t id) { return protocol::encode_ping(id, id); }, impl->opt.request_timeout,
+               [cb, start](const wire::Frame& f) {
+                 if (f.body_type() == wire::Body::Error) return (*cb)(from_wire(*f.body_as_Error()));
+                 if (f.body_type() != wire::Body::Pong) {
+                   return (*cb)(make_error(Error::Kind::protocol, "unexpected response to Ping"));
+                 }
+                 (*cb)(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start));
+               },
+               [cb](const Error& e) { (*cb)(e); });
+  });
+}
+
+}  // namespace im::client
