@@ -1,0 +1,248 @@
+// Unit: libimclient against a scripted peer on loopback (no PostgreSQL or
+// Redis): pipelining with out-of-order responses, timeouts, reconnects, send
+// retries that keep one client_msg_id, and typed server errors.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <future>
+#include <set>
+#include <mutex>
+#include <thread>
+
+#include <asio/ip/tcp.hpp>
+#include <asio/read.hpp>
+#include <asio/write.hpp>
+
+#include "client/client.hpp"
+#include "protocol/frame_codec.hpp"
+#include "protocol/frames.hpp"
+
+using namespace im;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// A blocking fake server: accepts connections one at a time on its own
+/// thread and calls `on_frame` for each request; the handler answers with
+/// `reply` (any order) or closes the connection.
+class FakeServer {
+ public:
+  struct Conn {
+    asio::ip::tcp::socket& socket;
+    void reply(const protocol::OutFrame& f) { asio::write(socket, asio::buffer(f.data(), f.size())); }
+    void close() {
+      std::error_code ec;
+      socket.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+      socket.close(ec);
+    }
+  };
+  using Handler = std::function<void(Conn&, const wire::Frame&, int connection)>;
+
+  explicit FakeServer(Handler handler)
+      : acceptor_(io_, {asio::ip::make_address("127.0.0.1"), 0}), handler_(std::move(handler)) {
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~FakeServer() {
+    stopping_ = true;
+    // shutdown() (not close()) wakes a thread blocked in accept() or read().
+    ::shutdown(acceptor_.native_handle(), SHUT_RDWR);
+    {
+      std::lock_guard lock(mu_);
+      std::error_code ec;
+      if (current_) current_->shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+    }
+    thread_.join();
+  }
+  std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
+  int connections() const { return connections_.load(); }
+
+ private:
+  void serve() {
+    while (!stopping_) {
+      asio::ip::tcp::socket socket(io_);
+      std::error_code ec;
+      acceptor_.accept(socket, ec);
+      if (ec) return;
+      {
+        std::lock_guard lock(mu_);
+        current_ = &socket;
+      }
+      const int n = ++connections_;
+      Conn conn{socket};
+      std::vector<std::uint8_t> buf(4);
+      while (socket.is_open()) {
+        buf.resize(4);
+        if (asio::read(socket, asio::buffer(buf.data(), 4), ec) != 4 || ec) break;
+        const std::uint32_t len = protocol::read_length_prefix(buf);
+        buf.resize(4 + len);
+        if (asio::read(socket, asio::buffer(buf.data() + 4, len), ec) != len || ec) break;
+        std::string why;
+        const wire::Frame* f = protocol::verify_frame(buf, {}, why);
+        REQUIRE(f);
+        handler_(conn, *f, n);
+      }
+      std::lock_guard lock(mu_);
+      current_ = nullptr;
+    }
+  }
+
+  asio::io_context io_;
+  asio::ip::tcp::acceptor acceptor_;
+  Handler handler_;
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> connections_{0};
+  std::mutex mu_;
+  asio::ip::tcp::socket* current_ = nullptr;
+};
+
+void welcome(FakeServer::Conn& c, const wire::Frame& f) {
+  c.reply(protocol::encode_welcome(f.request_id(), "fake", 1, {1u << 20, 1000, 100, 1000}, 0));
+}
+
+client::Options options_for(const FakeServer& s) {
+  client::Options o;
+  o.port = s.port();
+  o.user = "alice";
+  o.request_timeout = 2000ms;
+  o.backoff_initial = 10ms;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("pipelined requests are matched to out-of-order responses by id", "[unit][client]") {
+  std::vector<std::uint64_t> held;  // request ids of Pings, answered in reverse
+  FakeServer server([&](FakeServer::Conn& c, const wire::Frame& f, int) {
+    if (f.body_type() == wire::Body::Hello) return welcome(c, f);
+    held.push_back(f.request_id());
+    if (held.size() == 3) {
+      for (auto it = held.rbegin(); it != held.rend(); ++it) {
+        c.reply(protocol::encode_send_ack(*it, {static_cast<std::int64_t>(*it) * 10, 1, 1, false}));
+      }
+    }
+  });
+  client::AsyncClient c(options_for(server));
+  std::vector<std::promise<client::Result<client::SendAck>>> done(3);
+  for (int i = 0; i < 3; ++i) {
+    c.send("bob", "m" + std::to_string(i), static_cast<std::uint64_t>(i + 1),
+           [&, i](client::Result<client::SendAck> r) { done[static_cast<std::size_t>(i)].set_value(r); });
+  }
+  std::vector<std::int64_t> ids;
+  for (auto& p : done) {
+    auto r = p.get_future().get();
+    REQUIRE(r.ok());
+    ids.push_back(r->message_id);
+  }
+  // Each callback got the ack for its own request, although they came reversed.
+  CHECK(ids[0] < ids[1]);
+  CHECK(ids[1] < ids[2]);
+  CHECK(server.connections() == 1);
+}
+
+TEST_CASE("a request without an answer times out", "[unit][client]") {
+  FakeServer server([&](FakeServer::Conn& c, const wire::Frame& f, int) {
+    if (f.body_type() == wire::Body::Hello) return welcome(c, f);
+    // Never answers pings.
+  });
+  auto o = options_for(server);
+  o.request_timeout = 200ms;
+  client::Client c(o);
+  const auto start = std::chrono::steady_clock::now();
+  auto r = c.ping();
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().kind == client::Error::Kind::timeout);
+  CHECK(r.error().retryable());
+  CHECK(std::chrono::steady_clock::now() - start >= 200ms);
+}
+
+TEST_CASE("server errors arrive as typed values", "[unit][client]") {
+  FakeServer server([&](FakeServer::Conn& c, const wire::Frame& f, int) {
+    if (f.body_type() == wire::Body::Hello) return welcome(c, f);
+    c.reply(protocol::encode_error(f.request_id(), wire::ErrorCode::TooLarge, "body too big"));
+  });
+  client::Client c(options_for(server));
+  auto r = c.send("bob", "x");
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().kind == client::Error::Kind::server);
+  CHECK(r.error().code == wire::ErrorCode::TooLarge);
+  CHECK(r.error().message == "body too big");
+  CHECK_FALSE(r.error().retryable());
+  CHECK(r.error().to_string() == "too_large: body too big");
+}
+
+TEST_CASE("a refused Hello fails the request with the server's error", "[unit][client]") {
+  FakeServer server([&](FakeServer::Conn& c, const wire::Frame& f, int) {
+    c.reply(protocol::encode_error(f.request_id(), wire::ErrorCode::Unauthenticated, "no such user"));
+  });
+  client::Client c(options_for(server));
+  auto r = c.pull(0);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == wire::ErrorCode::Unauthenticated);
+}
+
+TEST_CASE("send retries after a lost connection with the same client_msg_id", "[unit][client]") {
+  std::mutex mu;
+  std::vector<std::uint64_t> cmids;
+  FakeServer server([&](FakeServer::Conn& c, const wire::Frame& f, int connection) {
+    if (f.body_type() == wire::Body::Hello) return welcome(c, f);
+    REQUIRE(f.body_type() == wire::Body::Send);
+    {
+      std::lock_guard lock(mu);
+      cmids.push_back(f.body_as_Send()->client_msg_id());
+    }
+    if (connection == 1) return c.close();  // the first attempt's ack is lost
+    c.reply(protocol::encode_send_ack(f.request_id(), {5, 1, 1, true}));
+  });
+  client::Client c(options_for(server));
+  auto r = c.send("bob", "hello");  // client_msg_id 0: the library picks one
+  REQUIRE(r.ok());
+  CHECK(r->attempts == 2);
+  CHECK(r->duplicate);
+  std::lock_guard lock(mu);
+  REQUIRE(cmids.size() == 2);
+  CHECK(cmids[0] == cmids[1]);
+  CHECK(cmids[0] == r->client_msg_id);
+  CHECK(cmids[0] != 0);
+  CHECK(server.connections() == 2);  // it reconnected and said Hello again
+}
+
+TEST_CASE("retries on Unavailable stop after send_attempts", "[unit][client]") {
+  std::atomic<int> sends{0};
+  FakeServer server([&](FakeServer::Conn& c, const wire::Frame& f, int) {
+    if (f.body_type() == wire::Body::Hello) return welcome(c, f);
+    ++sends;
+    c.reply(protocol::encode_error(f.request_id(), wire::ErrorCode::Unavailable, "db down"));
+  });
+  auto o = options_for(server);
+  o.send_attempts = 3;
+  client::Client c(o);
+  auto r = c.send("bob", "x", 99);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == wire::ErrorCode::Unavailable);
+  CHECK(sends == 3);
+}
+
+TEST_CASE("nothing listening is a retryable connect failure", "[unit][client]") {
+  std::uint16_t port;
+  {
+    asio::io_context io;
+    asio::ip::tcp::acceptor a(io, {asio::ip::make_address("127.0.0.1"), 0});
+    port = a.local_endpoint().port();
+  }  // closed again: nothing listens there now
+  client::Options o;
+  o.port = port;
+  o.user = "alice";
+  client::Client c(o);
+  auto r = c.ping();
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().kind == client::Error::Kind::connect_failed);
+  CHECK(r.error().retryable());
+}
+
+TEST_CASE("generated client_msg_ids are non-zero and distinct", "[unit][client]") {
+  std::set<std::uint64_t> ids;
+  for (int i = 0; i < 10000; ++i) ids.insert(client::new_client_msg_id());
+  CHECK(ids.size() == 10000);
+  CHECK(ids.count(0) == 0);
+}
