@@ -145,6 +145,23 @@ struct AsyncClient::Impl : std::enable_shared_from_this<AsyncClient::Impl> {
     }
   }
 
+  /// One request whose answer is `expected` (converted by `convert`) or an Error.
+  template <typename T, typename Convert>
+  void request(std::function<protocol::OutFrame(std::uint64_t)> make, std::chrono::milliseconds timeout,
+               wire::Body expected, Convert convert, std::function<void(Result<T>)> done) {
+    auto cb = std::make_shared<std::function<void(Result<T>)>>(std::move(done));
+    call(std::move(make), timeout,
+         [cb, expected, convert](const wire::Frame& f) {
+           if (f.body_type() == wire::Body::Error) return (*cb)(from_wire(*f.body_as_Error()));
+           if (f.body_type() != expected) {
+             return (*cb)(make_error(Error::Kind::protocol,
+                                     std::string("unexpected response type ") + wire::EnumNameBody(f.body_type())));
+           }
+           (*cb)(convert(f));
+         },
+         [cb](const Error& e) { (*cb)(e); });
+  }
+
   void fail_one(std::uint64_t id, const Error& e) {
     auto it = pending.find(id);
     if (it == pending.end()) return;
@@ -465,18 +482,14 @@ void AsyncClient::send(std::string receiver, std::string body, std::uint64_t cli
 void AsyncClient::pull(std::int64_t after_seq, std::uint32_t limit, std::uint32_t wait_ms,
                        Callback<PullPage> done) {
   asio::post(impl_->io, [impl = impl_, after_seq, limit, wait_ms, done = std::move(done)]() mutable {
-    auto cb = std::make_shared<Callback<PullPage>>(std::move(done));
-    impl->call([=](std::uint64_t id) { return protocol::encode_pull(id, after_seq, limit, wait_ms); },
-               impl->opt.request_timeout + std::chrono::milliseconds(wait_ms),
-               [cb](const wire::Frame& f) {
-                 if (f.body_type() == wire::Body::Error) return (*cb)(from_wire(*f.body_as_Error()));
-                 if (f.body_type() != wire::Body::PullResult) {
-                   return (*cb)(make_error(Error::Kind::protocol, "unexpected response to Pull"));
-                 }
-                 const auto* p = f.body_as_PullResult();
-                 (*cb)(PullPage{to_records(p->messages()), p->next_after_seq(), p->has_more()});
-               },
-               [cb](const Error& e) { (*cb)(e); });
+    impl->request<PullPage>(
+        [=](std::uint64_t id) { return protocol::encode_pull(id, after_seq, limit, wait_ms); },
+        impl->opt.request_timeout + std::chrono::milliseconds(wait_ms), wire::Body::PullResult,
+        [](const wire::Frame& f) {
+          const auto* p = f.body_as_PullResult();
+          return PullPage{to_records(p->messages()), p->next_after_seq(), p->has_more()};
+        },
+        std::move(done));
   });
 }
 
@@ -484,34 +497,27 @@ void AsyncClient::history(std::string peer, std::int64_t cursor, std::uint32_t l
                           Callback<HistoryPage> done) {
   asio::post(impl_->io, [impl = impl_, peer = std::move(peer), cursor, limit, reverse,
                          done = std::move(done)]() mutable {
-    auto cb = std::make_shared<Callback<HistoryPage>>(std::move(done));
-    impl->call([=](std::uint64_t id) { return protocol::encode_history(id, peer, cursor, limit, reverse); },
-               impl->opt.request_timeout,
-               [cb](const wire::Frame& f) {
-                 if (f.body_type() == wire::Body::Error) return (*cb)(from_wire(*f.body_as_Error()));
-                 if (f.body_type() != wire::Body::HistoryResult) {
-                   return (*cb)(make_error(Error::Kind::protocol, "unexpected response to History"));
-                 }
-                 const auto* h = f.body_as_HistoryResult();
-                 (*cb)(HistoryPage{to_records(h->messages()), h->next_cursor(), h->has_more()});
-               },
-               [cb](const Error& e) { (*cb)(e); });
+    impl->request<HistoryPage>(
+        [=](std::uint64_t id) { return protocol::encode_history(id, peer, cursor, limit, reverse); },
+        impl->opt.request_timeout, wire::Body::HistoryResult,
+        [](const wire::Frame& f) {
+          const auto* h = f.body_as_HistoryResult();
+          return HistoryPage{to_records(h->messages()), h->next_cursor(), h->has_more()};
+        },
+        std::move(done));
   });
 }
 
 void AsyncClient::ping(Callback<std::chrono::microseconds> done) {
   asio::post(impl_->io, [impl = impl_, done = std::move(done)]() mutable {
-    auto cb = std::make_shared<Callback<std::chrono::microseconds>>(std::move(done));
     const auto start = Clock::now();
-    impl->call([](std::uint64_t id) { return protocol::encode_ping(id, id); }, impl->opt.request_timeout,
-               [cb, start](const wire::Frame& f) {
-                 if (f.body_type() == wire::Body::Error) return (*cb)(from_wire(*f.body_as_Error()));
-                 if (f.body_type() != wire::Body::Pong) {
-                   return (*cb)(make_error(Error::Kind::protocol, "unexpected response to Ping"));
-                 }
-                 (*cb)(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start));
-               },
-               [cb](const Error& e) { (*cb)(e); });
+    impl->request<std::chrono::microseconds>(
+        [](std::uint64_t id) { return protocol::encode_ping(id, id); }, impl->opt.request_timeout,
+        wire::Body::Pong,
+        [start](const wire::Frame&) {
+          return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start);
+        },
+        std::move(done));
   });
 }
 

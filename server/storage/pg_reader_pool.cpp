@@ -153,39 +153,32 @@ void PgReaderPool::worker() {
   }
 }
 
-void PgReaderPool::pull(PullQuery query, std::function<void(const StoreStatus&, PullPage&&)> done) {
-  auto job = [this, query = std::move(query), done](pqxx::connection* conn,
-                                                    const StoreStatus& status) mutable {
-    if (!conn) return done(status, PullPage{});
-    PullPage page;
+template <typename Page, typename Run>
+void PgReaderPool::submit(Run run, std::function<void(const StoreStatus&, Page&&)> done) {
+  auto job = [run = std::move(run), done](pqxx::connection* conn, const StoreStatus& status) {
+    if (!conn) return done(status, Page{});
+    Page page;
     try {
-      page = run_pull(*conn, query);
+      page = run(*conn);
     } catch (...) {
       const StoreStatus st = classify_pg_exception(std::current_exception());
-      if (st.code == StoreCode::unavailable) conn->disconnect();
-      return done(st, PullPage{});
+      if (st.code == StoreCode::unavailable) conn->disconnect();  // reconnect on next use
+      return done(st, Page{});
     }
     done(StoreStatus{}, std::move(page));
   };
-  if (!enqueue(std::move(job))) done({StoreCode::busy, "read queue is full; retry later"}, {});
+  if (!enqueue(std::move(job))) done({StoreCode::busy, "read queue is full; retry later"}, Page{});
+}
+
+void PgReaderPool::pull(PullQuery query, std::function<void(const StoreStatus&, PullPage&&)> done) {
+  submit<PullPage>([this, q = std::move(query)](pqxx::connection& c) { return run_pull(c, q); },
+                   std::move(done));
 }
 
 void PgReaderPool::history(HistoryQuery query,
                            std::function<void(const StoreStatus&, HistoryPage&&)> done) {
-  auto job = [this, query = std::move(query), done](pqxx::connection* conn,
-                                                    const StoreStatus& status) mutable {
-    if (!conn) return done(status, HistoryPage{});
-    HistoryPage page;
-    try {
-      page = run_history(*conn, query);
-    } catch (...) {
-      const StoreStatus st = classify_pg_exception(std::current_exception());
-      if (st.code == StoreCode::unavailable) conn->disconnect();
-      return done(st, HistoryPage{});
-    }
-    done(StoreStatus{}, std::move(page));
-  };
-  if (!enqueue(std::move(job))) done({StoreCode::busy, "read queue is full; retry later"}, {});
+  submit<HistoryPage>([this, q = std::move(query)](pqxx::connection& c) { return run_history(c, q); },
+                      std::move(done));
 }
 
 PullPage PgReaderPool::run_pull(pqxx::connection& conn, const PullQuery& q) {

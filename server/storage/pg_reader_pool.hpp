@@ -70,6 +70,9 @@ class PgReaderPool final : public MessageReader {
  private:
   using Job = std::function<void(pqxx::connection*, const StoreStatus&)>;
   bool enqueue(Job job);
+  /// Queues `run` (a query on a pool connection) and reports its page or error.
+  template <typename Page, typename Run>
+  void submit(Run run, std::function<void(const StoreStatus&, Page&&)> done);
   void worker();
   PullPage run_pull(pqxx::connection& conn, const PullQuery& q);
   HistoryPage run_history(pqxx::connection& conn, const HistoryQuery& q);
