@@ -4,9 +4,12 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <future>
 #include <thread>
 
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
 #include <hiredis/hiredis.h>
 #include <pqxx/pqxx>
 
@@ -218,4 +221,45 @@ TEST_CASE("sends fail fast as unavailable when a backend is unreachable", "[inte
     const auto [status, ack] = h.send(unique_prefix("alice"), unique_prefix("bob"), 1, "x");
     CHECK(status.code == StoreCode::unavailable);
   }
+}
+
+TEST_CASE("a stuck writer answers busy when its queue is full and unavailable once stalled",
+          "[integration]") {
+  // A "database" that accepts TCP connections and never answers: the writer's
+  // connection attempt hangs (until connect_timeout), as with a paused server.
+  asio::io_context io;
+  asio::ip::tcp::acceptor black_hole(io, {asio::ip::make_address("127.0.0.1"), 0});
+  const auto port = black_hole.local_endpoint().port();
+
+  init_logging("warn");
+  Waiters waiters;
+  GroupCommitOptions w;
+  w.pg.url = "postgresql://im@127.0.0.1:" + std::to_string(port) + "/im?connect_timeout=2&sslmode=disable";
+  w.redis = parse_redis_url(test::redis_url());
+  w.batch_max = 2;
+  w.queue_capacity = 2;
+  w.batch_delay = std::chrono::microseconds(0);
+  w.stall_timeout = std::chrono::milliseconds(500);
+  GroupCommitWriter writer(w, waiters);
+  writer.start();
+
+  std::atomic<int> answered{0};
+  auto submit = [&](std::uint64_t cmid) {
+    SendCommand cmd{"alice", "bob", "x", cmid, now_us(), {}};
+    cmd.done = [&](const StoreStatus&, const protocol::SendAckRecord&) { ++answered; };
+    return writer.submit(cmd);
+  };
+  // The first batch is taken by the writer (which then hangs); the next two fill the queue.
+  REQUIRE(submit(1).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  REQUIRE(submit(2).ok());
+  REQUIRE(submit(3).ok());
+  const StoreStatus full = submit(4);
+  CHECK(full.code == StoreCode::busy);
+  // Past stall_timeout, new sends fail fast instead of queueing behind it.
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  const StoreStatus stalled = submit(5);
+  CHECK(stalled.code == StoreCode::unavailable);
+  writer.stop();  // returns once the connect attempt times out; every queued send is answered
+  CHECK(answered == 3);
 }
