@@ -10,6 +10,7 @@
 #include "server/net/listener.hpp"
 #include "server/service/service.hpp"
 #include "server/service/waiters.hpp"
+#include "server/storage/fault_points.hpp"
 #include "server/storage/group_commit_writer.hpp"
 #include "server/storage/pg_reader_pool.hpp"
 #include "server/storage/redis_commit_bus.hpp"
@@ -42,6 +43,7 @@ std::uint16_t Server::port() const { return listener_ ? listener_->port() : 0; }
 void Server::start() {
   auto log = spdlog::get("app");
   log->info("starting: {}", describe(config_));
+  if (*fault::describe()) log->warn("TEST-ONLY fault points enabled: {}", fault::describe());
 
   // Migrate first: a server that cannot reach its database should say so now.
   // Retried briefly so that `docker compose up` and scripts may start us first.

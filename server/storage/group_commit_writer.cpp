@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "server/storage/fault_points.hpp"
 #include "server/storage/pg_array.hpp"
 
 namespace im::server {
@@ -199,7 +200,9 @@ void GroupCommitWriter::process(std::vector<SendCommand>& batch) {
     }
     if (status.ok() && !s.ack.duplicate && s.leader == i) receivers.push_back(s.cmd->receiver);
   }
-  for (Slot& s : slots) s.cmd->done(s.status, s.ack);
+  for (Slot& s : slots) {
+    if (s.cmd->done) s.cmd->done(s.status, s.ack);
+  }
   if (!receivers.empty()) listener_.notify(receivers);
 }
 
@@ -269,6 +272,7 @@ StoreStatus GroupCommitWriter::write_batch(std::vector<Slot>& slots,
   if (!ensure_pg(status)) return status;
   try {
     allocate_seqs(slots, unique);
+    fault::maybe_crash(fault::Point::crash_after_seq_alloc);
   } catch (const RedisError& e) {
     return {StoreCode::unavailable, e.what()};
   } catch (...) {
@@ -278,6 +282,8 @@ StoreStatus GroupCommitWriter::write_batch(std::vector<Slot>& slots,
 
   try {
     PgArray ord, sender, receiver, cmid, body, created, seq;
+    // Negative control: fresh keys make every resend a new message.
+    const bool skip_idempotency = fault::fires(fault::Point::skip_idempotency);
     std::size_t body_bytes = 0;
     for (std::size_t i : unique) body_bytes += slots[i].cmd->body.size() + 8;
     body.reserve(body_bytes);
@@ -286,7 +292,8 @@ StoreStatus GroupCommitWriter::write_batch(std::vector<Slot>& slots,
       ord.add(static_cast<std::int64_t>(i));
       sender.add(c.sender);
       receiver.add(c.receiver);
-      cmid.add(static_cast<std::int64_t>(c.client_msg_id));
+      cmid.add(static_cast<std::int64_t>(skip_idempotency ? c.client_msg_id ^ static_cast<std::uint64_t>(now_us())
+                                                          : c.client_msg_id));
       body.add(c.body);
       created.add(c.received_at_us);
       seq.add(slots[i].seq);
@@ -327,6 +334,17 @@ StoreStatus GroupCommitWriter::write_batch(std::vector<Slot>& slots,
         }
       }
     }
+    fault::maybe_crash(fault::Point::crash_after_insert);
+    if (fault::fires(fault::Point::ack_before_commit)) {
+      // Negative control: acknowledge, then let the transaction roll back.
+      for (std::size_t i : unique) {
+        Slot& s = slots[i];
+        if (!s.status.ok() || !s.cmd->done) continue;
+        s.cmd->done(s.status, s.ack);
+        s.cmd->done = nullptr;
+      }
+      return {StoreCode::unavailable, "fault point ack_before_commit"};
+    }
     if (!abandoned_.empty()) {
       PgArray owners, seqs;
       for (const auto& [o, s] : abandoned_) {
@@ -336,6 +354,7 @@ StoreStatus GroupCommitWriter::write_batch(std::vector<Slot>& slots,
       tx.exec_prepared(kTombstone, std::move(owners).str(), std::move(seqs).str());
     }
     tx.commit();
+    fault::maybe_crash(fault::Point::crash_after_commit);
     abandoned_.clear();
     return {};
   } catch (const pqxx::unique_violation& e) {

@@ -207,7 +207,9 @@ PullPage PgReaderPool::run_pull(pqxx::connection& conn, const PullQuery& q) {
       ++expected;
     }
     if (gap_end == 0) {
-      page.has_more = row_index < r.size();
+      // Rows are left over, or the fetch was cut by its LIMIT (tombstones use
+      // rows without adding messages): either way there may be more.
+      page.has_more = row_index < r.size() || r.size() == static_cast<std::size_t>(q.limit) + 1;
       return page;
     }
     // seqs expected .. gap_end are missing while a later one is stored.

@@ -263,3 +263,28 @@ TEST_CASE("a stuck writer answers busy when its queue is full and unavailable on
   writer.stop();  // returns once the connect attempt times out; every queued send is answered
   CHECK(answered == 3);
 }
+
+TEST_CASE("paging across tombstones returns every message and keeps has_more right",
+          "[integration]") {
+  Harness h;
+  const std::string alice = unique_prefix("alice"), bob = unique_prefix("bob");
+  // Each resend is answered from the stored message; its own allocated seq
+  // becomes a tombstone, so tombstones and messages alternate in the inbox.
+  for (std::uint64_t i = 1; i <= 6; ++i) {
+    REQUIRE(h.send(alice, bob, i, "m" + std::to_string(i)).first.ok());
+    const auto [status, again] = h.send(alice, bob, i, "m" + std::to_string(i));
+    REQUIRE(status.ok());
+    CHECK(again.duplicate);
+  }
+  std::vector<std::uint64_t> got;
+  std::int64_t cursor = 0;
+  for (int page = 0; page < 20; ++page) {
+    const auto [st, p] = h.pull(bob, cursor, 2);
+    REQUIRE(st.ok());
+    for (const auto& m : p.messages) got.push_back(m.client_msg_id);
+    cursor = p.next_after_seq;
+    if (!p.has_more) break;
+  }
+  CHECK(got == std::vector<std::uint64_t>{1, 2, 3, 4, 5, 6});
+  CHECK(cursor == 12);  // past the last tombstone too
+}

@@ -4,8 +4,9 @@
 // spread over --receivers inboxes, until --count sends or --duration seconds.
 // Prints throughput (acked messages/s), errors by code and send->ack latency
 // percentiles; --verify then reads every receiver's inbox from 0 and counts
-// lost, duplicated, unexpected, out-of-order and ack-mismatched messages
-// (exit status 1 if any is non-zero). Every loop is bounded in count and time.
+// lost, duplicated, unexpected, aborted, inconsistent, skipped, regressed,
+// out-of-order and ack-mismatched messages (exit status 1 if any is non-zero).
+// Every loop is bounded in count and time.
 #include <iostream>
 #include <random>
 
@@ -29,7 +30,11 @@ int main(int argc, char** argv) {
   app.add_option("--body-bytes", o.body_bytes, "message body size")->capture_default_str();
   app.add_option("--user-prefix", o.prefix, "prefix of generated user ids (default: random)");
   app.add_option("--timeout", o.timeout_s, "seconds per request before a retry")->capture_default_str();
-  app.add_flag("--verify", verify, "afterwards, read every inbox and check delivery");
+  app.add_option("--send-attempts", o.send_attempts, "tries per send, all with one client_msg_id")->capture_default_str()->check(CLI::Range(1, 100000));
+  app.add_option("--resend-fraction", o.resend_fraction,
+                 "resend this fraction of acked sends with the same id (must not duplicate)")->check(CLI::Range(0.0, 1.0));
+  app.add_flag("--verify", verify,
+               "check delivery: followers long-poll every inbox during the load, then every inbox is read again from 0");
   app.add_flag("--json", json, "print the report as one JSON object");
   try {
     app.parse(argc, argv);
@@ -46,42 +51,58 @@ int main(int argc, char** argv) {
   o.port = static_cast<std::uint16_t>(std::stoi(server.substr(colon + 1)));
   if (o.prefix.empty()) o.prefix = fmt::format("lg{:08x}", std::random_device{}());
 
+  o.follow = verify;
   im::loadgen::Workload workload(o);
   const auto run = workload.run();
-  const auto& h = run.ack_latency_us;
+  auto percentiles = [](const im::loadgen::Histogram& hist) {
+    return nlohmann::json{{"p50", hist.quantile(0.5)}, {"p90", hist.quantile(0.9)}, {"p99", hist.quantile(0.99)},
+                          {"p999", hist.quantile(0.999)}, {"max", hist.max()}};
+  };
   nlohmann::json report{
       {"senders", o.senders}, {"receivers", o.receivers}, {"pipeline", o.pipeline},
       {"body_bytes", o.body_bytes}, {"attempted", run.attempted}, {"acked", run.acked},
-      {"failed", run.failed}, {"errors", run.errors}, {"seconds", run.seconds},
-      {"throughput_msgs_per_s", run.throughput()},
-      {"ack_latency_us", {{"p50", h.quantile(0.5)}, {"p90", h.quantile(0.9)}, {"p99", h.quantile(0.99)},
-                          {"p999", h.quantile(0.999)}, {"max", h.max()}}}};
+      {"failed", run.failed}, {"unknown", run.unknown}, {"resends", run.resends},
+      {"errors", run.errors}, {"seconds", run.seconds},
+      {"throughput_msgs_per_s", run.throughput()}, {"max_ack_gap_s", run.max_ack_gap_s},
+      {"availability", run.availability}, {"ack_latency_us", percentiles(run.ack_latency_us)}};
+  // Without --verify a run is clean when every send was acked; with it, when
+  // no failing count of the checker is above zero (faults may make sends fail).
   bool clean = run.failed == 0 && run.acked == run.attempted;
+  std::string check_line;
   if (verify) {
-    const auto v = workload.verify();
-    report["verify"] = {{"delivered", v.delivered}, {"lost", v.lost}, {"duplicated", v.duplicated},
-                        {"unexpected", v.unexpected}, {"order_violations", v.order_violations},
-                        {"ack_mismatch", v.ack_mismatch}, {"read_errors", v.read_errors}};
-    clean = clean && v.clean();
+    const auto v = workload.check();
+    report["check"] = {{"lost", v.lost}, {"duplicated", v.duplicated}, {"unexpected", v.unexpected},
+                       {"aborted_reads", v.aborted_reads}, {"inconsistent", v.inconsistent},
+                       {"reader_skips", v.reader_skips}, {"reader_regressions", v.reader_regressions},
+                       {"order_violations", v.order_violations}, {"ack_mismatch", v.ack_mismatch},
+                       {"read_errors", v.read_errors}, {"failing", v.failing()},
+                       {"delivered", v.delivered}, {"unknown_delivered", v.unknown_delivered},
+                       {"delivery_latency_us", percentiles(v.delivery_latency_us)}};
+    clean = v.failing() == 0;
+    check_line = fmt::format(
+        "check: lost {} duplicated {} unexpected {} aborted_reads {} inconsistent {} reader_skips {} "
+        "reader_regressions {} order_violations {} ack_mismatch {} read_errors {} => {}\n"
+        "       delivered {} (unknown-outcome sends delivered: {}); send->delivered p50 {:.3f} ms p99 {:.3f} ms\n",
+        v.lost, v.duplicated, v.unexpected, v.aborted_reads, v.inconsistent, v.reader_skips,
+        v.reader_regressions, v.order_violations, v.ack_mismatch, v.read_errors,
+        v.failing() == 0 ? "OK" : "ANOMALIES", v.delivered, v.unknown_delivered,
+        static_cast<double>(v.delivery_latency_us.quantile(0.5)) / 1000,
+        static_cast<double>(v.delivery_latency_us.quantile(0.99)) / 1000);
   }
+  const auto& h = run.ack_latency_us;
   if (json) {
     std::cout << report.dump() << "\n";
   } else {
-    std::cout << fmt::format("sent {} acked {} failed {} in {:.2f} s: {:.0f} msg/s\n", run.attempted,
-                             run.acked, run.failed, run.seconds, run.throughput());
+    std::cout << fmt::format("sent {} acked {} failed {} unknown {} in {:.2f} s: {:.0f} msg/s\n", run.attempted,
+                             run.acked, run.failed, run.unknown, run.seconds, run.throughput());
     for (const auto& [k, v] : run.errors) std::cout << fmt::format("  error {}: {}\n", k, v);
     std::cout << fmt::format("send->ack latency (ms): p50 {:.3f}  p90 {:.3f}  p99 {:.3f}  p99.9 {:.3f}  max {:.3f}\n",
                              static_cast<double>(h.quantile(0.5)) / 1000, static_cast<double>(h.quantile(0.9)) / 1000,
                              static_cast<double>(h.quantile(0.99)) / 1000, static_cast<double>(h.quantile(0.999)) / 1000,
                              static_cast<double>(h.max()) / 1000);
-    if (verify) {
-      const auto& v = report["verify"];
-      std::cout << fmt::format("verify: delivered {} lost {} duplicated {} unexpected {} order {} ack_mismatch {} read_errors {}\n",
-                               v["delivered"].get<std::uint64_t>(), v["lost"].get<std::uint64_t>(),
-                               v["duplicated"].get<std::uint64_t>(), v["unexpected"].get<std::uint64_t>(),
-                               v["order_violations"].get<std::uint64_t>(), v["ack_mismatch"].get<std::uint64_t>(),
-                               v["read_errors"].get<std::uint64_t>());
-    }
+    std::cout << fmt::format("availability {:.1f}% of 100 ms slots had an ack; longest gap {:.2f} s\n",
+                             run.availability * 100, run.max_ack_gap_s);
+    std::cout << check_line;
   }
   return clean ? 0 : 1;
 }

@@ -1,9 +1,13 @@
 #include "tools/im-loadgen/workload.hpp"
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdio>
+#include <limits>
 #include <memory>
 #include <mutex>
+#include <random>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -13,6 +17,8 @@ namespace im::loadgen {
 namespace {
 using Clock = std::chrono::steady_clock;
 
+std::int64_t now_ns() { return Clock::now().time_since_epoch().count(); }
+
 client::Options client_options(const WorkloadOptions& o, const std::string& user) {
   client::Options c;
   c.host = o.host;
@@ -20,6 +26,8 @@ client::Options client_options(const WorkloadOptions& o, const std::string& user
   c.user = user;
   c.client_name = "im-loadgen/0.1";
   c.request_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(o.timeout_s * 1000));
+  c.connect_timeout = std::min(c.request_timeout, std::chrono::milliseconds(2000));
+  c.send_attempts = o.send_attempts;
   return c;
 }
 
@@ -32,8 +40,49 @@ std::string error_key(const client::Error& e) {
 
 Workload::Workload(WorkloadOptions options) : options_(std::move(options)) {}
 
+Workload::~Workload() {
+  stop_following_ = true;
+  for (auto& f : followers_) {
+    if (f.thread.joinable()) f.thread.join();
+  }
+}
+
 std::string Workload::sender_name(int i) const { return fmt::format("{}-s{}", options_.prefix, i); }
 std::string Workload::receiver_name(int i) const { return fmt::format("{}-r{}", options_.prefix, i); }
+
+bool Workload::parse_body(const std::string& body, int& sender, std::uint64_t& index) const {
+  const std::string head = options_.prefix + ":";
+  unsigned long long i = 0;
+  if (body.rfind(head, 0) != 0 || std::sscanf(body.c_str() + head.size(), "%d:%llu:", &sender, &i) != 2) {
+    return false;
+  }
+  index = i;
+  return sender >= 0 && sender < options_.senders &&
+         index < sent_[static_cast<std::size_t>(sender)].size();
+}
+
+void Workload::follow(int receiver, Follower& f) {
+  client::Options o = client_options(options_, receiver_name(receiver));
+  client::Client c(o);
+  while (!stop_following_.load()) {
+    auto page = c.pull(f.cursor, 1000, 500);
+    if (!page) {
+      ++f.errors;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      continue;
+    }
+    const std::int64_t t = now_ns();
+    for (const auto& m : page->messages) {
+      if (m.seq <= f.cursor || (!f.seen.empty() && m.seq <= f.seen.back().seq)) ++f.regressions;
+      int s = -1;
+      std::uint64_t index = 0;
+      if (!parse_body(m.body, s, index)) s = -1;
+      f.seen.push_back({m.seq, m.message_id, s, index, t});
+    }
+    if (page->next_after_seq < f.cursor) ++f.regressions;
+    f.cursor = page->next_after_seq;
+  }
+}
 
 RunReport Workload::run() {
   const int n = options_.senders;
@@ -41,18 +90,28 @@ RunReport Workload::run() {
   struct Sender {
     std::mutex mu;  // the main thread starts the first sends; completions run on the client's thread
     std::unique_ptr<client::AsyncClient> client;
-    std::uint64_t quota = 0, issued = 0, done = 0;
+    std::uint64_t quota = 0, next = 0, outstanding = 0, resends = 0;
     Histogram latency;
-    std::uint64_t acked = 0, failed = 0;
+    std::uint64_t acked = 0, failed = 0, unknown = 0;
     std::map<std::string, std::uint64_t> errors;
+    std::vector<std::int64_t> ack_times;
+    std::mt19937_64 rng{std::random_device{}()};
   };
   std::vector<Sender> senders(static_cast<std::size_t>(n));
   std::mutex mu;
   std::condition_variable cv;
   std::atomic<int> finished{0};
   const auto start = Clock::now();
-  const auto stop_issuing = start + std::chrono::milliseconds(static_cast<std::int64_t>(options_.duration_s * 1000));
+  const auto stop_issuing =
+      start + std::chrono::milliseconds(static_cast<std::int64_t>(options_.duration_s * 1000));
 
+  if (options_.follow) {
+    followers_ = std::vector<Follower>(static_cast<std::size_t>(options_.receivers));
+    for (int r = 0; r < options_.receivers; ++r) {
+      followers_[static_cast<std::size_t>(r)].thread =
+          std::thread([this, r] { follow(r, followers_[static_cast<std::size_t>(r)]); });
+    }
+  }
   for (int s = 0; s < n; ++s) {
     Sender& st = senders[static_cast<std::size_t>(s)];
     st.quota = options_.count / static_cast<std::uint64_t>(n) +
@@ -61,32 +120,63 @@ RunReport Workload::run() {
     st.client = std::make_unique<client::AsyncClient>(client_options(options_, sender_name(s)));
   }
 
-  // Issues the next send of sender s; the caller holds that sender's mutex.
-  std::function<void(int)> issue = [&](int s) {
+  // Sends sender s's message `index` (again, for a resend); the caller holds
+  // the sender's mutex. A resend must get the first ack back, never a new message.
+  std::function<void(int, std::uint64_t, bool)> send_one;
+  // Issues the next send of sender s; the caller holds its mutex.
+  auto issue = [&](int s) {
     Sender& st = senders[static_cast<std::size_t>(s)];
-    if (st.issued >= st.quota || Clock::now() >= stop_issuing) return;
-    const std::uint64_t index = st.issued++;
+    if (st.next >= st.quota || Clock::now() >= stop_issuing) return;
+    send_one(s, st.next++, false);
+  };
+  send_one = [&](int s, std::uint64_t index, bool resend) {
+    Sender& st = senders[static_cast<std::size_t>(s)];
     const int receiver = static_cast<int>((index + static_cast<std::uint64_t>(s)) %
                                           static_cast<std::uint64_t>(options_.receivers));
     std::string body = fmt::format("{}:{}:{}:", options_.prefix, s, index);
     if (body.size() < options_.body_bytes) body.append(options_.body_bytes - body.size(), 'x');
-    const auto t0 = Clock::now();
+    Sent& rec = sent_[static_cast<std::size_t>(s)][index];
+    if (!resend) {
+      rec.receiver = receiver;
+      rec.issued_ns = now_ns();
+    }
+    const std::int64_t t0 = now_ns();
+    ++st.outstanding;
     st.client->send(receiver_name(receiver), std::move(body), index + 1,
-                    [&, s, index, receiver, t0](client::Result<client::SendAck> r) {
+                    [&, s, index, resend, t0](client::Result<client::SendAck> r) {
                       Sender& me = senders[static_cast<std::size_t>(s)];
                       std::unique_lock sender_lock(me.mu);
-                      if (r) {
-                        me.latency.record(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count());
+                      Sent& sent = sent_[static_cast<std::size_t>(s)][index];
+                      if (resend) {
+                        // The first ack stands; a different one is an ack mismatch (see check()).
+                        if (r && (r->message_id != sent.message_id || r->seq != sent.seq)) sent.outcome = Outcome::failed;
+                      } else if (r) {
+                        const std::int64_t t = now_ns();
+                        me.latency.record((t - t0) / 1000);
+                        me.ack_times.push_back(t);
                         ++me.acked;
-                        sent_[static_cast<std::size_t>(s)][index] = {r->message_id, r->seq, receiver, true};
+                        sent.message_id = r->message_id;
+                        sent.seq = r->seq;
+                        sent.acked_ns = t;
+                        sent.outcome = Outcome::acked;
+                        if (options_.resend_fraction > 0 &&
+                            std::uniform_real_distribution<double>(0, 1)(me.rng) < options_.resend_fraction) {
+                          ++me.resends;
+                          send_one(s, index, true);
+                        }
                       } else {
-                        ++me.failed;
                         ++me.errors[error_key(r.error())];
-                        sent_[static_cast<std::size_t>(s)][index].receiver = receiver;
+                        if (r.error().retryable()) {
+                          ++me.unknown;
+                          sent.outcome = Outcome::unknown;
+                        } else {
+                          ++me.failed;
+                          sent.outcome = Outcome::failed;
+                        }
                       }
-                      ++me.done;
+                      --me.outstanding;
                       issue(s);
-                      if (me.done == me.issued && (me.issued >= me.quota || Clock::now() >= stop_issuing)) {
+                      if (me.outstanding == 0 && (me.next >= me.quota || Clock::now() >= stop_issuing)) {
                         sender_lock.unlock();
                         finished.fetch_add(1);
                         std::lock_guard lock(mu);
@@ -100,68 +190,153 @@ RunReport Workload::run() {
       finished.fetch_add(1);
       continue;
     }
-    // The first sends go out from this thread; later ones from completions.
     std::lock_guard lock(st.mu);
-    for (int d = 0; d < options_.pipeline && st.issued < st.quota; ++d) issue(s);
+    for (int d = 0; d < options_.pipeline && st.next < st.quota; ++d) issue(s);
   }
   {
     std::unique_lock lock(mu);
-    const auto hard_deadline = stop_issuing + std::chrono::milliseconds(
-                                                  static_cast<std::int64_t>(options_.timeout_s * 1000 * 6));
+    // Generous: every send may use all its attempts with the longest backoff.
+    const auto hard_deadline =
+        stop_issuing + std::chrono::milliseconds(static_cast<std::int64_t>(
+                           (options_.timeout_s + 2.5) * 1000 * options_.send_attempts));
     cv.wait_until(lock, hard_deadline, [&] { return finished.load() >= n; });
   }
   RunReport report;
   report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  std::vector<std::int64_t> ack_times;
   for (Sender& st : senders) {
     st.client.reset();  // joins the client's thread: its counters are final
-    report.attempted += st.issued;
+    report.attempted += st.next;
     report.acked += st.acked;
     report.failed += st.failed;
+    report.unknown += st.unknown;
+    report.resends += st.resends;
     for (const auto& [k, v] : st.errors) report.errors[k] += v;
     report.ack_latency_us.merge(st.latency);
+    ack_times.insert(ack_times.end(), st.ack_times.begin(), st.ack_times.end());
   }
+  // Sends never answered (the hard deadline passed) are unknown too.
+  for (auto& list : sent_) {
+    for (Sent& s : list) {
+      if (s.outcome == Outcome::pending && s.receiver >= 0) {
+        s.outcome = Outcome::unknown;
+        ++report.unknown;
+      }
+    }
+  }
+  // Outages: the longest time without an ack, and the share of 100 ms slots with one.
+  std::sort(ack_times.begin(), ack_times.end());
+  const std::int64_t t_start = start.time_since_epoch().count();
+  const std::int64_t t_end = t_start + static_cast<std::int64_t>(report.seconds * 1e9);
+  std::int64_t prev = t_start;
+  std::set<std::int64_t> slots;
+  for (std::int64_t t : ack_times) {
+    report.max_ack_gap_s = std::max(report.max_ack_gap_s, static_cast<double>(t - prev) / 1e9);
+    prev = t;
+    slots.insert((t - t_start) / 100000000);
+  }
+  const auto total_slots = std::max<std::int64_t>(1, (t_end - t_start) / 100000000);
+  report.availability = std::min(1.0, static_cast<double>(slots.size()) / static_cast<double>(total_slots));
   return report;
 }
 
-VerifyReport Workload::verify() {
-  VerifyReport v;
-  // What each receiver should hold: (sender, index) -> ack.
+CheckReport Workload::check() {
+  CheckReport v;
+  stop_following_ = true;
+  for (auto& f : followers_) {
+    if (f.thread.joinable()) f.thread.join();
+  }
   for (int r = 0; r < options_.receivers; ++r) {
+    // The final read, from 0, following the cursor.
     client::Client c(client_options(options_, receiver_name(r)));
-    std::map<std::pair<int, std::uint64_t>, int> seen;
-    std::int64_t cursor = 0, last_seq = 0;
+    std::vector<client::MessageRecord> inbox;
+    std::int64_t cursor = 0;
+    bool complete = false;
     for (int page = 0; page < 1000000; ++page) {
       auto res = c.pull(cursor, 1000, 0);
       if (!res) {
-        ++v.read_errors;
+        // Retry a few times: the server may still be recovering from a fault.
+        bool ok = false;
+        for (int attempt = 0; attempt < 20 && !ok; ++attempt) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(250));
+          res = c.pull(cursor, 1000, 0);
+          ok = res.ok();
+        }
+        if (!ok) break;
+      }
+      inbox.insert(inbox.end(), res->messages.begin(), res->messages.end());
+      cursor = res->next_after_seq;
+      if (!res->has_more) {
+        complete = true;
         break;
       }
-      for (const auto& m : res->messages) {
-        if (m.seq <= last_seq) ++v.order_violations;
-        last_seq = m.seq;
-        ++v.delivered;
-        int s = -1;
-        unsigned long long index = 0;
-        const std::string head = options_.prefix + ":";
-        if (m.body.rfind(head, 0) != 0 ||
-            std::sscanf(m.body.c_str() + head.size(), "%d:%llu:", &s, &index) != 2 || s < 0 ||
-            s >= options_.senders || index >= sent_[static_cast<std::size_t>(s)].size()) {
-          ++v.unexpected;
-          continue;
-        }
-        if (++seen[{s, index}] > 1) ++v.duplicated;
-        const Acked& a = sent_[static_cast<std::size_t>(s)][index];
-        if (a.receiver != r) ++v.unexpected;
-        if (a.acked && (a.message_id != m.message_id || a.seq != m.seq)) ++v.ack_mismatch;
+    }
+    if (!complete) ++v.read_errors;
+
+    std::map<std::pair<int, std::uint64_t>, int> copies;
+    std::map<std::int64_t, std::int64_t> id_at_seq;
+    std::int64_t last_seq = 0;
+    // Order: walking down the seqs, the earliest ack time seen per sender.
+    std::vector<std::int64_t> min_ack_above(static_cast<std::size_t>(options_.senders),
+                                            std::numeric_limits<std::int64_t>::max());
+    for (const auto& m : inbox) {
+      if (m.seq <= last_seq) ++v.reader_regressions;
+      last_seq = m.seq;
+      id_at_seq[m.seq] = m.message_id;
+      ++v.delivered;
+      int s = -1;
+      std::uint64_t index = 0;
+      if (!parse_body(m.body, s, index)) {
+        ++v.unexpected;
+        continue;
       }
-      cursor = res->next_after_seq;
-      if (!res->has_more) break;
+      const Sent& sent = sent_[static_cast<std::size_t>(s)][index];
+      if (sent.receiver != r) ++v.unexpected;
+      if (++copies[{s, index}] > 1) ++v.duplicated;
+      switch (sent.outcome) {
+        case Outcome::acked:
+          if (sent.message_id != m.message_id || sent.seq != m.seq) ++v.ack_mismatch;
+          break;
+        case Outcome::failed:
+          // A definite failure that is visible; a resend with a different ack also lands here.
+          if (sent.message_id != 0) ++v.ack_mismatch; else ++v.aborted_reads;
+          break;
+        case Outcome::unknown: ++v.unknown_delivered; break;
+        case Outcome::pending: ++v.unexpected; break;
+      }
+    }
+    for (auto it = inbox.rbegin(); it != inbox.rend(); ++it) {
+      int s = -1;
+      std::uint64_t index = 0;
+      if (!parse_body(it->body, s, index)) continue;
+      const Sent& sent = sent_[static_cast<std::size_t>(s)][index];
+      auto& min_ack = min_ack_above[static_cast<std::size_t>(s)];
+      if (sent.issued_ns > min_ack) ++v.order_violations;  // issued after a higher seq was acked
+      if (sent.outcome == Outcome::acked) min_ack = std::min(min_ack, sent.acked_ns);
     }
     for (int s = 0; s < options_.senders; ++s) {
       const auto& list = sent_[static_cast<std::size_t>(s)];
       for (std::uint64_t i = 0; i < list.size(); ++i) {
-        if (list[i].acked && list[i].receiver == r && !seen.count({s, i})) ++v.lost;
+        if (list[i].outcome == Outcome::acked && list[i].receiver == r && !copies.count({s, i})) ++v.lost;
       }
+    }
+
+    if (followers_.empty()) continue;
+    // The follower against the final read.
+    const Follower& f = followers_[static_cast<std::size_t>(r)];
+    v.reader_regressions += f.regressions;
+    std::set<std::int64_t> followed;
+    for (const Seen& seen : f.seen) {
+      followed.insert(seen.seq);
+      const auto it = id_at_seq.find(seen.seq);
+      if (it == id_at_seq.end() || it->second != seen.message_id) ++v.inconsistent;
+      if (seen.sender >= 0) {
+        const Sent& sent = sent_[static_cast<std::size_t>(seen.sender)][seen.index];
+        if (sent.issued_ns > 0) v.delivery_latency_us.record((seen.seen_ns - sent.issued_ns) / 1000);
+      }
+    }
+    for (const auto& m : inbox) {
+      if (m.seq <= f.cursor && !followed.count(m.seq)) ++v.reader_skips;
     }
   }
   return v;

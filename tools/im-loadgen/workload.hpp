@@ -1,16 +1,24 @@
 #pragma once
-// Workload: a closed-loop send load (each sender keeps `pipeline` sends in
-// flight) and a delivery check that reads every receiver's inbox afterwards.
+// Workload: a closed-loop send load and a delivery checker.
 //
-// Users are "<prefix>-s<N>" (senders) and "<prefix>-r<N>" (receivers); every
-// body starts with "<prefix>:<sender>:<index>:" so each message is unique and
-// traceable. Thread-safety: run() and verify() from one thread.
+// Senders: --senders connections, each keeping `pipeline` sends in flight,
+// spread over the receivers. A send is retried (same client_msg_id, reconnecting
+// as needed) until it is acked, fails definitely, or the retry budget ends: the
+// outcome is then acked, failed or unknown. Every body starts with
+// "<prefix>:<sender>:<index>:" so each message is unique and traceable.
+//
+// Checker (verify mode): one follower per receiver long-polls its inbox by
+// cursor while the load runs; afterwards every inbox is read again from 0 and
+// compared with what was sent, acked and followed.
+//
+// Thread-safety: run() and check() from one thread.
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tools/im-loadgen/histogram.hpp"
@@ -27,50 +35,90 @@ struct WorkloadOptions {
   int pipeline = 16;             // sends in flight per sender
   std::size_t body_bytes = 100;
   std::string prefix;
-  double timeout_s = 10;
+  double timeout_s = 10;         // per request, before a retry
+  int send_attempts = 5;         // per send, all with one client_msg_id
+  double resend_fraction = 0;    // resend this fraction of acked sends (same id): must not duplicate
+  bool follow = false;           // run followers during the load (verify mode)
 };
 
 struct RunReport {
   std::uint64_t attempted = 0;
   std::uint64_t acked = 0;
-  std::uint64_t failed = 0;  // a definite error from the server or client
-  std::map<std::string, std::uint64_t> errors;  // by error kind/code
+  std::uint64_t failed = 0;   // a definite error
+  std::uint64_t unknown = 0;  // retries exhausted on timeouts/unavailable: may or may not be stored
+  std::uint64_t resends = 0;
+  std::map<std::string, std::uint64_t> errors;  // last error of each non-acked send, by kind/code
   double seconds = 0;
+  double max_ack_gap_s = 0;    // longest stretch without any ack (outages)
+  double availability = 1;     // fraction of 100 ms slots with at least one ack
   Histogram ack_latency_us;
   double throughput() const { return seconds > 0 ? static_cast<double>(acked) / seconds : 0; }
 };
 
-struct VerifyReport {
+/// Failing counts must all be 0; the rest is information.
+struct CheckReport {
+  // failing
+  std::uint64_t lost = 0;              // acked, never delivered
+  std::uint64_t duplicated = 0;        // one payload at two positions
+  std::uint64_t unexpected = 0;        // never sent by this run, or in the wrong inbox
+  std::uint64_t aborted_reads = 0;     // a definitely failed send became visible
+  std::uint64_t inconsistent = 0;      // a follower and the final read disagree on a seq
+  std::uint64_t reader_skips = 0;      // a message at or below a cursor a follower passed, unseen by it
+  std::uint64_t reader_regressions = 0;  // a reader's seqs did not strictly increase
+  std::uint64_t order_violations = 0;  // B sent after A was acked (same sender, receiver), seq(B) < seq(A)
+  std::uint64_t ack_mismatch = 0;      // delivered message differs from its ack
+  std::uint64_t read_errors = 0;       // the final read could not complete
+  // information
   std::uint64_t delivered = 0;
-  std::uint64_t lost = 0;           // acked, never delivered
-  std::uint64_t duplicated = 0;     // delivered more than once
-  std::uint64_t unexpected = 0;     // delivered, never sent by this run
-  std::uint64_t order_violations = 0;  // seqs not strictly increasing in an inbox
-  std::uint64_t ack_mismatch = 0;   // delivered message differs from its ack
-  std::uint64_t read_errors = 0;
-  bool clean() const {
-    return lost + duplicated + unexpected + order_violations + ack_mismatch + read_errors == 0;
+  std::uint64_t unknown_delivered = 0;  // unknown-outcome sends that turned out stored
+  Histogram delivery_latency_us;        // send issued -> a follower saw it
+  std::uint64_t failing() const {
+    return lost + duplicated + unexpected + aborted_reads + inconsistent + reader_skips +
+           reader_regressions + order_violations + ack_mismatch + read_errors;
   }
 };
 
 class Workload {
  public:
   explicit Workload(WorkloadOptions options);
+  ~Workload();
   RunReport run();
-  VerifyReport verify();
+  CheckReport check();
 
   std::string sender_name(int i) const;
   std::string receiver_name(int i) const;
 
  private:
-  struct Acked {
+  enum class Outcome : std::uint8_t { pending, acked, failed, unknown };
+  struct Sent {
     std::int64_t message_id = 0;
     std::int64_t seq = 0;
+    std::int64_t issued_ns = 0;  // steady clock
+    std::int64_t acked_ns = 0;
     int receiver = -1;
-    bool acked = false;
+    Outcome outcome = Outcome::pending;
   };
+  struct Seen {
+    std::int64_t seq;
+    std::int64_t message_id;
+    int sender;
+    std::uint64_t index;
+    std::int64_t seen_ns;
+  };
+  struct Follower {
+    std::thread thread;
+    std::vector<Seen> seen;
+    std::int64_t cursor = 0;
+    std::uint64_t regressions = 0;
+    std::uint64_t errors = 0;
+  };
+  void follow(int receiver, Follower& f);
+  bool parse_body(const std::string& body, int& sender, std::uint64_t& index) const;
+
   WorkloadOptions options_;
-  std::vector<std::vector<Acked>> sent_;  // [sender][index]
+  std::vector<std::vector<Sent>> sent_;  // [sender][index]
+  std::vector<Follower> followers_;
+  std::atomic<bool> stop_following_{false};
 };
 
 }  // namespace im::loadgen

@@ -1,0 +1,40 @@
+#pragma once
+// Test-only fault points in the send path, for the fault-injection suite.
+//
+// Compiled in only when the build sets IM_FAULT_INJECTION (scripts/test does;
+// Release builds and the Docker image do not), and even then inert unless the
+// IM_FAULTS environment variable names a point when the process starts:
+//
+//   IM_FAULTS="crash_after_insert:0.02,skip_idempotency"
+//
+// Each entry is a point name with an optional probability per batch (default 1).
+// crash_* points kill the process with SIGKILL at that step; the others are
+// negative controls that deliberately break a guarantee so the checker can
+// prove it notices.
+//
+// Thread-safety: read-only after the first call; safe from any thread.
+
+namespace im::server::fault {
+
+enum class Point {
+  crash_after_seq_alloc,   // seqs allocated in Redis, nothing written
+  crash_after_insert,      // rows inserted, transaction not committed
+  crash_after_commit,      // committed, nobody acked
+  ack_before_commit,       // negative control: ack, then roll back (loses acked messages)
+  skip_idempotency,        // negative control: store resends again (duplicates)
+};
+
+#ifdef IM_FAULT_INJECTION
+/// True when `point` is enabled and its probability draw hits.
+bool fires(Point point);
+/// SIGKILLs the process if `point` fires.
+void maybe_crash(Point point);
+/// Names of the enabled points, for the start-up log ("" when none).
+const char* describe();
+#else
+constexpr bool fires(Point) { return false; }
+inline void maybe_crash(Point) {}
+constexpr const char* describe() { return ""; }
+#endif
+
+}  // namespace im::server::fault
