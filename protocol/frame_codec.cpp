@@ -1,12 +1,19 @@
 #include "protocol/frame_codec.hpp"
 
+#include <algorithm>
+#include <limits>
+
 #include <flatbuffers/flatbuffers.h>
 
 namespace im::protocol {
 
 VerifyLimits response_verify_limits(std::uint32_t max_messages) {
-  // Frame + body table + one table per message, with room to spare.
-  return VerifyLimits{.max_depth = 8, .max_tables = 16 + 2 * max_messages};
+  // Frame + body table + one table per message, with room to spare. Computed
+  // in 64 bits and saturated: in 32 bits a large request wrapped to a tiny limit.
+  const std::uint64_t tables = 16 + 2 * std::uint64_t{max_messages};
+  const auto cap = std::uint64_t{std::numeric_limits<std::uint32_t>::max()};
+  return VerifyLimits{.max_depth = 8,
+                      .max_tables = static_cast<std::uint32_t>(std::min(tables, cap))};
 }
 
 std::uint32_t read_length_prefix(std::span<const std::uint8_t> header) {
@@ -65,7 +72,14 @@ const wire::Frame* verify_frame(std::span<const std::uint8_t> frame, const Verif
     why = "frame failed FlatBuffers verification";
     return nullptr;
   }
-  return flatbuffers::GetSizePrefixedRoot<wire::Frame>(frame.data());
+  const wire::Frame* root = flatbuffers::GetSizePrefixedRoot<wire::Frame>(frame.data());
+  // The Verifier accepts a union whose type is set but whose table is absent;
+  // readers dereference body_as_X() once the type matches, so refuse it here.
+  if (root->body_type() != wire::Body::NONE && root->body() == nullptr) {
+    why = "frame has a body type but no body";
+    return nullptr;
+  }
+  return root;
 }
 
 }  // namespace im::protocol

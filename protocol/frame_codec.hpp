@@ -64,8 +64,11 @@ Decoded decode_frame(std::span<const std::uint8_t> input, std::uint32_t max_fram
 /// Runs the FlatBuffers Verifier (with `limits`) and the file identifier check
 /// over one whole size-prefixed frame (4-byte length + payload, the length
 /// matching the span). Returns the root Frame, or nullptr with `why` filled
-/// in. No field of an unverified buffer is ever read. For aligned reads keep
-/// the frame at an 8-byte aligned address (any heap allocation is).
+/// in. No field of an unverified buffer is ever read. A returned frame whose
+/// body_type() is not NONE always has a body, so body_as_X() is non-null for
+/// its type (an unknown type from a newer schema is returned for the caller
+/// to ignore). For aligned reads keep the frame at an 8-byte aligned address
+/// (any heap allocation is).
 const wire::Frame* verify_frame(std::span<const std::uint8_t> frame, const VerifyLimits& limits,
                                 std::string& why);
 
