@@ -21,7 +21,8 @@ int main(int argc, char** argv) {
   im::loadgen::WorkloadOptions o;
   std::string server = "127.0.0.1:7400";
   bool json = false, verify = false;
-  app.add_option("--server", server, "HOST:PORT")->envname("IM_SERVER")->capture_default_str();
+  app.add_option("--server", server, "HOST:PORT, or a comma-separated list: connections are spread over them")
+      ->envname("IM_SERVER")->capture_default_str();
   app.add_option("--senders", o.senders, "sending connections (one user each)")->capture_default_str()->check(CLI::Range(1, 10000));
   app.add_option("--receivers", o.receivers, "receiving users")->capture_default_str()->check(CLI::Range(1, 1000000));
   app.add_option("--count", o.count, "total sends")->capture_default_str();
@@ -42,13 +43,12 @@ int main(int argc, char** argv) {
     const int code = app.exit(e);
     return code == 0 ? 0 : 2;
   }
-  const auto colon = server.rfind(':');
-  if (colon == std::string::npos) {
-    std::cerr << "im-loadgen: --server must be HOST:PORT\n";
+  auto servers = im::client::parse_servers(server);
+  if (!servers) {
+    std::cerr << "im-loadgen: --server: " << servers.error().message << "\n";
     return 2;
   }
-  o.host = server.substr(0, colon);
-  o.port = static_cast<std::uint16_t>(std::stoi(server.substr(colon + 1)));
+  o.servers = std::move(servers.value());
   if (o.prefix.empty()) o.prefix = fmt::format("lg{:08x}", std::random_device{}());
 
   o.follow = verify;

@@ -19,10 +19,15 @@ using Clock = std::chrono::steady_clock;
 
 std::int64_t now_ns() { return Clock::now().time_since_epoch().count(); }
 
-client::Options client_options(const WorkloadOptions& o, const std::string& user) {
+client::Options client_options(const WorkloadOptions& o, const std::string& user, int which = 0) {
   client::Options c;
-  c.host = o.host;
-  c.port = o.port;
+  // Spread over the servers; the others are this client's failover endpoints,
+  // so a retry after a lost connection or a timeout goes to another process.
+  const std::size_t n = o.servers.size();
+  const std::size_t first = static_cast<std::size_t>(which) % n;
+  c.host = o.servers[first].host;
+  c.port = o.servers[first].port;
+  for (std::size_t k = 1; k < n; ++k) c.failover.push_back(o.servers[(first + k) % n]);
   c.user = user;
   c.client_name = "im-loadgen/0.1";
   c.request_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(o.timeout_s * 1000));
@@ -32,6 +37,10 @@ client::Options client_options(const WorkloadOptions& o, const std::string& user
 }
 
 // "unavailable", "timeout", ...: the part of the message before the colon.
+// How long the final read's last long poll waits for nothing to happen: longer
+// than the server's gap fill delay (default 2 s).
+constexpr std::uint32_t kSettleWaitMs = 3000;
+
 std::string error_key(const client::Error& e) {
   const std::string s = e.to_string();
   return s.substr(0, s.find(':'));
@@ -62,7 +71,7 @@ bool Workload::parse_body(const std::string& body, int& sender, std::uint64_t& i
 }
 
 void Workload::follow(int receiver, Follower& f) {
-  client::Options o = client_options(options_, receiver_name(receiver));
+  client::Options o = client_options(options_, receiver_name(receiver), receiver);
   client::Client c(o);
   while (!stop_following_.load()) {
     auto page = c.pull(f.cursor, 1000, 500);
@@ -116,8 +125,7 @@ RunReport Workload::run() {
     Sender& st = senders[static_cast<std::size_t>(s)];
     st.quota = options_.count / static_cast<std::uint64_t>(n) +
                (static_cast<std::uint64_t>(s) < options_.count % static_cast<std::uint64_t>(n) ? 1 : 0);
-    sent_[static_cast<std::size_t>(s)].resize(st.quota);
-    st.client = std::make_unique<client::AsyncClient>(client_options(options_, sender_name(s)));
+    st.client = std::make_unique<client::AsyncClient>(client_options(options_, sender_name(s), s));
   }
 
   // Sends sender s's message `index` (again, for a resend); the caller holds
@@ -135,7 +143,9 @@ RunReport Workload::run() {
                                           static_cast<std::uint64_t>(options_.receivers));
     std::string body = fmt::format("{}:{}:{}:", options_.prefix, s, index);
     if (body.size() < options_.body_bytes) body.append(options_.body_bytes - body.size(), 'x');
-    Sent& rec = sent_[static_cast<std::size_t>(s)][index];
+    auto& list = sent_[static_cast<std::size_t>(s)];
+    if (!resend) list.emplace_back();
+    Sent& rec = list[index];
     if (!resend) {
       rec.receiver = receiver;
       rec.issued_ns = now_ns();
@@ -246,32 +256,46 @@ CheckReport Workload::check() {
   for (auto& f : followers_) {
     if (f.thread.joinable()) f.thread.join();
   }
-  for (int r = 0; r < options_.receivers; ++r) {
-    // The final read, from 0, following the cursor.
-    client::Client c(client_options(options_, receiver_name(r)));
-    std::vector<client::MessageRecord> inbox;
-    std::int64_t cursor = 0;
-    bool complete = false;
-    for (int page = 0; page < 1000000; ++page) {
-      auto res = c.pull(cursor, 1000, 0);
-      if (!res) {
-        // Retry a few times: the server may still be recovering from a fault.
-        bool ok = false;
-        for (int attempt = 0; attempt < 20 && !ok; ++attempt) {
-          std::this_thread::sleep_for(std::chrono::milliseconds(250));
-          res = c.pull(cursor, 1000, 0);
-          ok = res.ok();
+  // The final reads, one thread per inbox: from 0, following the cursor, until
+  // a long poll finds nothing more. A reader that stops at an empty page could
+  // miss messages behind a gap that the server fills only after gap_fill_ms
+  // (a write that failed after its seq was allocated), so it waits it out.
+  std::vector<std::vector<client::MessageRecord>> inboxes(static_cast<std::size_t>(options_.receivers));
+  std::vector<char> complete(static_cast<std::size_t>(options_.receivers), 0);
+  {
+    std::vector<std::thread> readers;
+    for (int r = 0; r < options_.receivers; ++r) {
+      readers.emplace_back([this, r, &inboxes, &complete] {
+        client::Options o = client_options(options_, receiver_name(r));
+        o.request_timeout = std::chrono::milliseconds(10000);
+        client::Client c(o);
+        auto& inbox = inboxes[static_cast<std::size_t>(r)];
+        std::int64_t cursor = 0;
+        int failures = 0;
+        bool more = true;
+        for (int page = 0; page < 1000000 && failures < 20; ++page) {
+          auto res = c.pull(cursor, 1000, more ? 0 : kSettleWaitMs);
+          if (!res) {
+            ++failures;  // the server may still be recovering from a fault
+            std::this_thread::sleep_for(std::chrono::milliseconds(250));
+            continue;
+          }
+          inbox.insert(inbox.end(), res->messages.begin(), res->messages.end());
+          const bool advanced = res->next_after_seq != cursor;
+          cursor = res->next_after_seq;
+          if (!more && !advanced) {
+            complete[static_cast<std::size_t>(r)] = 1;
+            break;
+          }
+          more = res->has_more;
         }
-        if (!ok) break;
-      }
-      inbox.insert(inbox.end(), res->messages.begin(), res->messages.end());
-      cursor = res->next_after_seq;
-      if (!res->has_more) {
-        complete = true;
-        break;
-      }
+      });
     }
-    if (!complete) ++v.read_errors;
+    for (auto& t : readers) t.join();
+  }
+  for (int r = 0; r < options_.receivers; ++r) {
+    const auto& inbox = inboxes[static_cast<std::size_t>(r)];
+    if (!complete[static_cast<std::size_t>(r)]) ++v.read_errors;
 
     std::map<std::pair<int, std::uint64_t>, int> copies;
     std::map<std::int64_t, std::int64_t> id_at_seq;

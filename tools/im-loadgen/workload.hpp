@@ -16,18 +16,23 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "client/client.hpp"
 #include "tools/im-loadgen/histogram.hpp"
 
 namespace im::loadgen {
 
+using client::Endpoint;
+
 struct WorkloadOptions {
-  std::string host = "127.0.0.1";
-  std::uint16_t port = 7400;
+  /// Sender i and the follower of receiver i connect to servers[i % size] and
+  /// fail over to the others; the final reads start at the first.
+  std::vector<Endpoint> servers{Endpoint{}};
   int senders = 8;
   int receivers = 8;
   std::uint64_t count = 10000;   // total sends
@@ -116,7 +121,7 @@ class Workload {
   bool parse_body(const std::string& body, int& sender, std::uint64_t& index) const;
 
   WorkloadOptions options_;
-  std::vector<std::vector<Sent>> sent_;  // [sender][index]
+  std::vector<std::deque<Sent>> sent_;  // [sender][index], grown as sends are issued
   std::vector<Follower> followers_;
   std::atomic<bool> stop_following_{false};
 };

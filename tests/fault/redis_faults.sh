@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Redis restarted empty, FLUSHALL mid-load, and Redis paused (SIGSTOP) for 2 s:
+# counters restart below what PostgreSQL holds; no seq repeats, nothing is lost.
+source "$(dirname "$0")/lib.sh"
+start_services
+start_server a
+run_load "$(server_endpoints a)"
+step=$(( FAULT_DURATION / 4 ))
+sleep "$step"; log "Redis restarted empty"
+bash "$services" redis-restart "$work/svc"
+sleep "$step"; log "FLUSHALL"
+redis-cli -p "$IM_TEST_REDIS_PORT" FLUSHALL >/dev/null
+sleep "$step"; log "SIGSTOP Redis for 2 s"
+kill -STOP "$(cat "$IM_TEST_REDIS_PIDFILE")"; sleep 2; kill -CONT "$(cat "$IM_TEST_REDIS_PIDFILE")"
+wait_load
+expect_clean "Redis restart, flush and pause"
