@@ -5,6 +5,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "server/storage/pg_array.hpp"
+
 namespace im::server {
 namespace {
 
@@ -28,15 +30,22 @@ SELECT m.seq, m.id, m.sender, m.receiver, m.body,
 FROM messages m
 )SQL";
 
+// Fills several gaps at once: ranges [lo[i], hi[i]].
 constexpr const char* kFillGapSql = R"SQL(
 INSERT INTO inbox (owner, seq, message_id)
-SELECT $1, s, NULL FROM generate_series($2::bigint, $3::bigint) AS s
+SELECT $1, s, NULL
+FROM unnest($2::bigint[], $3::bigint[]) AS g(lo, hi), generate_series(g.lo, g.hi) AS s
 ON CONFLICT DO NOTHING
 )SQL";
 
-// A gap is filled at most this many seqs at once (a larger hole is filled over
-// several pulls; each pull still makes progress).
+// At most this many seqs are tombstoned by one pull (a larger hole is filled
+// over several pulls; each pull still makes progress).
 constexpr std::int64_t kMaxFillSpan = 10000;
+
+struct Gap {
+  std::int64_t first;  // first missing seq
+  std::int64_t last;   // last missing seq
+};
 
 protocol::MessageRecord to_message(const pqxx::row& row, std::int64_t seq) {
   protocol::MessageRecord m;
@@ -191,53 +200,75 @@ PullPage PgReaderPool::run_pull(pqxx::connection& conn, const PullQuery& q) {
       pqxx::nontransaction tx(conn);
       r = tx.exec_prepared(kPull, q.owner, q.after_seq, static_cast<std::int64_t>(q.limit) + 1);
     }
+    // The page is the unbroken run after the cursor; every hole in the rest of
+    // the fetched window is a gap (missing seqs with a stored one after them).
     std::int64_t expected = q.after_seq + 1;
-    std::int64_t gap_end = 0;  // last missing seq of a gap, if one stops the walk
     std::size_t row_index = 0;
     for (; row_index < r.size(); ++row_index) {
       const pqxx::row row = r[row_index];
       const auto seq = row[0].as<std::int64_t>();
-      if (seq != expected) {
-        gap_end = seq - 1;
-        break;
-      }
+      if (seq != expected) break;
       if (page.messages.size() == q.limit) break;  // a contiguous row is left: has_more
       if (!row[1].is_null()) page.messages.push_back(to_message(row, seq));
       page.next_after_seq = seq;
       ++expected;
     }
-    if (gap_end == 0) {
+    std::vector<Gap> gaps;
+    for (std::size_t i = row_index; i < r.size(); ++i) {
+      const auto seq = r[i][0].as<std::int64_t>();
+      if (seq != expected) gaps.push_back({expected, seq - 1});
+      expected = seq + 1;
+    }
+    if (row_index == r.size() || gaps.empty() || gaps.front().first != page.next_after_seq + 1) {
       // Rows are left over, or the fetch was cut by its LIMIT (tombstones use
       // rows without adding messages): either way there may be more.
       page.has_more = row_index < r.size() || r.size() == static_cast<std::size_t>(q.limit) + 1;
       return page;
     }
-    // seqs expected .. gap_end are missing while a later one is stored.
-    if (!gaps_.should_fill(q.owner, expected)) {
+    // Every gap in the window starts ageing now, not only the first: after a
+    // crash an inbox can hold many scattered holes, and a reader must not wait
+    // gap_fill once per hole. Aged gaps are filled together.
+    PgArray lo, hi;
+    std::int64_t span = 0;
+    std::vector<std::int64_t> filled_starts;
+    for (std::size_t i = 0; i < gaps.size(); ++i) {
+      const bool aged = gaps_.should_fill(q.owner, gaps[i].first);
+      if (i == 0 && !aged) {
+        for (std::size_t j = 1; j < gaps.size(); ++j) gaps_.should_fill(q.owner, gaps[j].first);
+        break;
+      }
+      if (!aged || span >= kMaxFillSpan) continue;
+      const std::int64_t last = std::min(gaps[i].last, gaps[i].first + (kMaxFillSpan - span) - 1);
+      lo.add(gaps[i].first);
+      hi.add(last);
+      span += last - gaps[i].first + 1;
+      filled_starts.push_back(gaps[i].first);
+    }
+    if (filled_starts.empty()) {
       page.gap_pending = true;
       return page;
     }
-    const std::int64_t last = std::min(gap_end, expected + kMaxFillSpan - 1);
     pqxx::result filled;
     try {
       pqxx::work tx(conn, "fill_gap");
-      // A writer still holding the slot (uncommitted) blocks us: give up
+      // A writer still holding a slot (uncommitted) blocks us: give up
       // quickly; its transaction commits, or PostgreSQL ends it.
       tx.exec("SET LOCAL statement_timeout = 1000");
-      filled = tx.exec_prepared(kFillGap, q.owner, expected, last);
+      filled = tx.exec_prepared(kFillGap, q.owner, std::move(lo).str(), std::move(hi).str());
       tx.commit();
     } catch (const pqxx::sql_error& e) {
       if (e.sqlstate() != "57014") throw;  // only query_canceled (our timeout) is expected
       page.gap_pending = true;
       return page;
     }
-    gaps_.forget(q.owner, expected);
+    for (std::int64_t first : filled_starts) gaps_.forget(q.owner, first);
     {
       std::lock_guard lock(mu_);
       gaps_filled_ += static_cast<std::uint64_t>(filled.affected_rows());
     }
-    spdlog::get("pg")->warn("filled inbox gap {} seq {}..{} with {} tombstone(s)", q.owner,
-                            expected, last, filled.affected_rows());
+    spdlog::get("pg")->warn("filled {} inbox gap(s) of {} from seq {} with {} tombstone(s)",
+                            filled_starts.size(), q.owner, filled_starts.front(),
+                            filled.affected_rows());
   }
   page.gap_pending = true;
   return page;

@@ -206,6 +206,32 @@ TEST_CASE("a seq that was allocated but never written is filled after gap_fill",
                   pqxx::unique_violation);
 }
 
+TEST_CASE("scattered gaps age together: a reader waits gap_fill once, not once per gap",
+          "[integration]") {
+  Harness h(std::chrono::milliseconds(300));
+  const std::string alice = unique_prefix("alice"), bob = unique_prefix("bob");
+  // Seqs 2, 4 and 6..7 were allocated by writers that died before writing.
+  REQUIRE(h.send(alice, bob, 1, "m1").first.ok());
+  for (std::uint64_t cmid = 2; cmid <= 4; ++cmid) {
+    CHECK(redis_command("INCRBY im:seq:" + bob + (cmid == 4 ? " 2" : " 1")) > 0);
+    REQUIRE(h.send(alice, bob, cmid, "m" + std::to_string(cmid)).first.ok());
+  }
+  auto [st1, first] = h.pull(bob, 0);
+  REQUIRE(st1.ok());
+  CHECK(seqs_of(first) == std::vector<std::int64_t>{1});
+  CHECK(first.gap_pending);
+
+  // One wait past gap_fill, and one pull walks over all three gaps.
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  const auto filled_before = h.reader->gaps_filled();
+  auto [st2, after] = h.pull(bob, 1);
+  REQUIRE(st2.ok());
+  CHECK(seqs_of(after) == std::vector<std::int64_t>{3, 5, 8});
+  CHECK(after.next_after_seq == 8);
+  CHECK_FALSE(after.gap_pending);
+  CHECK(h.reader->gaps_filled() - filled_before == 4);
+}
+
 TEST_CASE("sends fail fast as unavailable when a backend is unreachable", "[integration]") {
   SECTION("PostgreSQL down") {
     Harness h(std::chrono::milliseconds(2000), "postgresql://im@127.0.0.1:1/im?connect_timeout=1");
