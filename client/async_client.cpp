@@ -114,6 +114,7 @@ struct AsyncClient::Impl : std::enable_shared_from_this<AsyncClient::Impl> {
   std::vector<std::function<void(const Result<Welcome>&)>> on_welcome;
   std::chrono::milliseconds backoff{0};
   Clock::time_point next_connect_at{};
+  std::size_t endpoint_index = 0;  // 0: {opt.host, opt.port}; i: opt.failover[i - 1]
   bool closed = false;
 
   explicit Impl(Options o) : opt(std::move(o)) {}
@@ -134,8 +135,16 @@ struct AsyncClient::Impl : std::enable_shared_from_this<AsyncClient::Impl> {
     p.timer = std::make_unique<asio::steady_timer>(io, timeout);
     p.timer->async_wait([self = shared_from_this(), id, timeout](const std::error_code& ec) {
       if (ec) return;
-      self->fail_one(id, make_error(Error::Kind::timeout, "no response in " +
-                                                              std::to_string(timeout.count()) + " ms"));
+      const Error e = make_error(Error::Kind::timeout,
+                                 "no response in " + std::to_string(timeout.count()) + " ms");
+      // With somewhere else to go, a server that leaves a request unanswered
+      // is given up on: everything on the connection fails (retryable) and
+      // the next request connects to the next endpoint.
+      const auto it = self->pending.find(id);
+      if (!self->opt.failover.empty() && it != self->pending.end() && it->second.sent) {
+        return self->connection_failed(e);
+      }
+      self->fail_one(id, e);
     });
     unsent.push_back(id);
     if (state == State::ready) {
@@ -211,8 +220,14 @@ struct AsyncClient::Impl : std::enable_shared_from_this<AsyncClient::Impl> {
     do_connect();
   }
 
+  Endpoint current_endpoint() const {
+    if (endpoint_index == 0) return {opt.host, opt.port};
+    return opt.failover[endpoint_index - 1];
+  }
+
   void do_connect() {
     const std::uint64_t gen = ++generation;
+    const Endpoint ep = current_endpoint();
     auto resolver = std::make_shared<asio::ip::tcp::resolver>(io);
     connect_timer.expires_after(opt.connect_timeout);
     connect_timer.async_wait([self = shared_from_this(), gen](const std::error_code& ec) {
@@ -222,21 +237,21 @@ struct AsyncClient::Impl : std::enable_shared_from_this<AsyncClient::Impl> {
                                              std::to_string(self->opt.connect_timeout.count()) + " ms"));
     });
     resolver->async_resolve(
-        opt.host, std::to_string(opt.port),
-        [self = shared_from_this(), resolver, gen](const std::error_code& ec,
+        ep.host, std::to_string(ep.port),
+        [self = shared_from_this(), resolver, gen, ep](const std::error_code& ec,
                                                    asio::ip::tcp::resolver::results_type results) {
           if (gen != self->generation || self->state != State::connecting) return;
           if (ec) {
             return self->connection_failed(
-                make_error(Error::Kind::connect_failed, self->opt.host + ": " + ec.message()));
+                make_error(Error::Kind::connect_failed, ep.host + ": " + ec.message()));
           }
           asio::async_connect(self->socket, results,
-                              [self, gen](const std::error_code& ec2, const asio::ip::tcp::endpoint&) {
+                              [self, gen, ep](const std::error_code& ec2, const asio::ip::tcp::endpoint&) {
                                 if (gen != self->generation || self->state != State::connecting) return;
                                 if (ec2) {
                                   return self->connection_failed(make_error(
                                       Error::Kind::connect_failed,
-                                      self->opt.host + ":" + std::to_string(self->opt.port) + ": " +
+                                      ep.host + ":" + std::to_string(ep.port) + ": " +
                                           ec2.message()));
                                 }
                                 self->on_connected(gen);
@@ -295,6 +310,7 @@ struct AsyncClient::Impl : std::enable_shared_from_this<AsyncClient::Impl> {
     writing = false;
     backoff = std::min(opt.backoff_max, backoff.count() == 0 ? opt.backoff_initial : backoff * 2);
     next_connect_at = Clock::now() + backoff;
+    endpoint_index = (endpoint_index + 1) % (1 + opt.failover.size());
     fail_all(e);
   }
 

@@ -1,4 +1,5 @@
 // Client: the blocking wrapper over AsyncClient.
+#include <algorithm>
 #include <future>
 
 #include "client/client.hpp"
@@ -15,6 +16,40 @@ Result<T> wait_for(Start start) {
 }
 
 }  // namespace
+
+Result<std::vector<Endpoint>> parse_servers(const std::string& list) {
+  auto bad = [&](const std::string& why) -> Result<std::vector<Endpoint>> {
+    Error e;
+    e.kind = Error::Kind::protocol;
+    e.message = "bad server list '" + list + "': " + why;
+    return e;
+  };
+  std::vector<Endpoint> out;
+  std::size_t start = 0;
+  while (start <= list.size()) {
+    const std::size_t comma = std::min(list.find(',', start), list.size());
+    const std::string item = list.substr(start, comma - start);
+    start = comma + 1;
+    const std::size_t colon = item.rfind(':');
+    if (item.empty() || colon == std::string::npos || colon == 0) return bad("expected HOST:PORT");
+    std::string host = item.substr(0, colon);
+    if (host.front() == '[') {
+      if (host.size() < 3 || host.back() != ']') return bad("unbalanced brackets in '" + item + "'");
+      host = host.substr(1, host.size() - 2);
+    } else if (host.find(':') != std::string::npos) {
+      return bad("put an IPv6 address in brackets: [" + host + "]:PORT");
+    }
+    const std::string port_text = item.substr(colon + 1);
+    if (port_text.empty() || port_text.size() > 5 ||
+        port_text.find_first_not_of("0123456789") != std::string::npos) {
+      return bad("port must be 1-65535 in '" + item + "'");
+    }
+    const int port = std::stoi(port_text);
+    if (port < 1 || port > 65535) return bad("port must be 1-65535 in '" + item + "'");
+    out.push_back({host, static_cast<std::uint16_t>(port)});
+  }
+  return out;
+}
 
 Result<Welcome> Client::connect() {
   return wait_for<Welcome>([&](auto cb) { async_.connect(std::move(cb)); });

@@ -37,9 +37,19 @@ namespace im::client {
 
 using protocol::MessageRecord;
 
+struct Endpoint {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 7400;
+};
+
 struct Options {
   std::string host = "127.0.0.1";
   std::uint16_t port = 7400;
+  /// Other processes of the same deployment. After a connection fails or is
+  /// lost, the next one goes to the next endpoint in turn ({host, port} first).
+  /// With failover endpoints, a request that times out also drops the
+  /// connection, so a retry leaves a server that stopped answering.
+  std::vector<Endpoint> failover;
   std::string user;
   std::string token;
   std::string client_name = "libimclient/0.1";
@@ -77,6 +87,8 @@ class Result {
   explicit operator bool() const { return ok(); }
   T& value() { return std::get<0>(v_); }
   const T& value() const { return std::get<0>(v_); }
+  T& operator*() { return value(); }
+  const T& operator*() const { return value(); }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
   const Error& error() const { return std::get<1>(v_); }
@@ -111,6 +123,10 @@ struct Welcome {
   std::uint64_t session_id = 0;
   protocol::ServerLimits limits;
 };
+
+/// Parses "HOST:PORT[,HOST:PORT...]" (an IPv6 host in brackets: "[::1]:7400").
+/// Error::Kind::protocol with a one-line message when malformed.
+Result<std::vector<Endpoint>> parse_servers(const std::string& list);
 
 /// A random non-zero client_msg_id.
 std::uint64_t new_client_msg_id();

@@ -41,17 +41,12 @@ int fail(const std::string& message) {
 
 im::client::Options client_options(const Globals& g, const std::string& default_user = "") {
   im::client::Options o;
-  const auto colon = g.server.rfind(':');
-  if (colon == std::string::npos) throw CLI::ValidationError("--server", "must be HOST:PORT");
-  o.host = g.server.substr(0, colon);
-  if (o.host.size() >= 2 && o.host.front() == '[') o.host = o.host.substr(1, o.host.size() - 2);
-  try {
-    const int port = std::stoi(g.server.substr(colon + 1));
-    if (port <= 0 || port > 65535) throw std::out_of_range("port");
-    o.port = static_cast<std::uint16_t>(port);
-  } catch (const std::exception&) {
-    throw CLI::ValidationError("--server", "port must be 1-65535");
-  }
+  auto servers = im::client::parse_servers(g.server);
+  if (!servers) throw CLI::ValidationError("--server", servers.error().message);
+  // The first is used; the others are failover endpoints of the same deployment.
+  o.host = servers->front().host;
+  o.port = servers->front().port;
+  o.failover.assign(servers->begin() + 1, servers->end());
   o.user = g.user.empty() ? default_user : g.user;
   if (o.user.empty()) throw CLI::ValidationError("--user", "is required (or set IM_USER)");
   o.token = g.token;
@@ -79,7 +74,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   Globals g;
   auto globals = [&](CLI::App* on) {
-    on->add_option("--server", g.server, "server address HOST:PORT")->envname("IM_SERVER");
+    on->add_option("--server", g.server, "server address HOST:PORT, or a comma-separated list to fail over")->envname("IM_SERVER");
     on->add_option("--user", g.user, "your user id")->envname("IM_USER");
     on->add_option("--token", g.token, "authentication token")->envname("IM_TOKEN");
     on->add_flag("--json", g.json, "JSON Lines output: one object per line");

@@ -246,3 +246,88 @@ TEST_CASE("generated client_msg_ids are non-zero and distinct", "[unit][client]"
   CHECK(ids.size() == 10000);
   CHECK(ids.count(0) == 0);
 }
+
+TEST_CASE("a send that one server leaves unanswered is retried on the failover server",
+          "[unit][client]") {
+  std::mutex mu;
+  std::vector<std::uint64_t> cmids;
+  auto record = [&](const wire::Frame& f) {
+    std::lock_guard lock(mu);
+    cmids.push_back(f.body_as_Send()->client_msg_id());
+  };
+  // A zombie: says Welcome, then never answers a Send.
+  FakeServer zombie([&](FakeServer::Conn& c, const wire::Frame& f, int) {
+    if (f.body_type() == wire::Body::Hello) return welcome(c, f);
+    record(f);
+  });
+  FakeServer healthy([&](FakeServer::Conn& c, const wire::Frame& f, int) {
+    if (f.body_type() == wire::Body::Hello) return welcome(c, f);
+    record(f);
+    c.reply(protocol::encode_send_ack(f.request_id(), {7, 1, 1, false}));
+  });
+  auto o = options_for(zombie);
+  o.request_timeout = 200ms;
+  o.failover = {{"127.0.0.1", healthy.port()}};
+  client::Client c(o);
+  auto r = c.send("bob", "hello");
+  REQUIRE(r.ok());
+  CHECK(r->message_id == 7);
+  CHECK(r->attempts == 2);
+  CHECK(healthy.connections() == 1);
+  std::lock_guard lock(mu);
+  REQUIRE(cmids.size() == 2);
+  CHECK(cmids[0] == cmids[1]);  // one idempotency key on both servers
+}
+
+TEST_CASE("without failover endpoints a timeout keeps the connection", "[unit][client]") {
+  std::atomic<int> pings{0};
+  FakeServer server([&](FakeServer::Conn& c, const wire::Frame& f, int) {
+    if (f.body_type() == wire::Body::Hello) return welcome(c, f);
+    if (++pings == 1) return;  // the first ping is never answered
+    c.reply(protocol::encode_pong(f.request_id(), f.body_as_Ping()->nonce(), 0));
+  });
+  auto o = options_for(server);
+  o.request_timeout = 200ms;
+  client::Client c(o);
+  REQUIRE_FALSE(c.ping().ok());
+  REQUIRE(c.ping().ok());
+  CHECK(server.connections() == 1);
+}
+
+TEST_CASE("a server that is down is skipped for the next endpoint", "[unit][client]") {
+  std::uint16_t dead_port;
+  {
+    asio::io_context io;
+    asio::ip::tcp::acceptor a(io, {asio::ip::make_address("127.0.0.1"), 0});
+    dead_port = a.local_endpoint().port();
+  }
+  FakeServer healthy([&](FakeServer::Conn& c, const wire::Frame& f, int) {
+    if (f.body_type() == wire::Body::Hello) return welcome(c, f);
+    c.reply(protocol::encode_send_ack(f.request_id(), {9, 1, 1, false}));
+  });
+  client::Options o = options_for(healthy);
+  o.port = dead_port;
+  o.failover = {{"127.0.0.1", healthy.port()}};
+  client::Client c(o);
+  auto r = c.send("bob", "x");
+  REQUIRE(r.ok());
+  CHECK(r->attempts == 2);
+}
+
+TEST_CASE("server lists parse, with clear errors", "[unit][client]") {
+  auto ok = client::parse_servers("127.0.0.1:7400,[::1]:7401,im.example:1");
+  REQUIRE(ok.ok());
+  REQUIRE(ok->size() == 3);
+  CHECK((*ok)[0].host == "127.0.0.1");
+  CHECK((*ok)[0].port == 7400);
+  CHECK((*ok)[1].host == "::1");
+  CHECK((*ok)[1].port == 7401);
+  CHECK((*ok)[2].host == "im.example");
+  for (const char* bad : {"", "host", ":7400", "h:0", "h:65536", "h:99999999999", "h:7x", "a:1,",
+                          "::1:7400", "[::1:7400", "a:1,,b:2"}) {
+    INFO(bad);
+    auto r = client::parse_servers(bad);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message.find("bad server list") == 0);
+  }
+}
