@@ -2,11 +2,18 @@
 //
 // Closed loop: --senders connections, each keeping --pipeline sends in flight,
 // spread over --receivers inboxes, until --count sends or --duration seconds.
-// Prints throughput (acked messages/s), errors by code and send->ack latency
-// percentiles; --verify then reads every receiver's inbox from 0 and counts
+// Open loop (--rate R): sends leave at R per second whatever the server's pace,
+// and latency counts from each send's intended time, so queueing is not hidden.
+// With --receivers-follow (or --verify), one long-polling follower per inbox
+// measures send->delivered. Prints throughput (acked messages/s after
+// --warmup), errors by code and latency percentiles (p50 p90 p99 p99.9 max), a
+// progress line every second on a terminal; --verify then reads every
+// receiver's inbox from 0 and counts
 // lost, duplicated, unexpected, aborted, inconsistent, skipped, regressed,
 // out-of-order and ack-mismatched messages (exit status 1 if any is non-zero).
 // Every loop is bounded in count and time.
+#include <unistd.h>
+
 #include <iostream>
 #include <random>
 
@@ -34,6 +41,14 @@ int main(int argc, char** argv) {
   app.add_option("--send-attempts", o.send_attempts, "tries per send, all with one client_msg_id")->capture_default_str()->check(CLI::Range(1, 100000));
   app.add_option("--resend-fraction", o.resend_fraction,
                  "resend this fraction of acked sends with the same id (must not duplicate)")->check(CLI::Range(0.0, 1.0));
+  std::string receiver_model = "auto";
+  app.add_option("--rate", o.rate, "open loop: sends per second in all (default: closed loop)")->check(CLI::Range(0.0, 1e9));
+  app.add_option("--warmup", o.warmup_s, "seconds left out of throughput and latency figures")->capture_default_str()->check(CLI::Range(0.0, 3600.0));
+  app.add_option("--receiver-model", receiver_model,
+                 "follow: a long-polling follower per inbox (send->delivered latency); none; auto: follow with --verify")
+      ->check(CLI::IsMember({"auto", "follow", "none"}))->capture_default_str();
+  bool no_progress = false;
+  app.add_flag("--no-progress", no_progress, "no progress line (it is printed only when stderr is a terminal)");
   app.add_flag("--verify", verify,
                "check delivery: followers long-poll every inbox during the load, then every inbox is read again from 0");
   app.add_flag("--json", json, "print the report as one JSON object");
@@ -51,7 +66,12 @@ int main(int argc, char** argv) {
   o.servers = std::move(servers.value());
   if (o.prefix.empty()) o.prefix = fmt::format("lg{:08x}", std::random_device{}());
 
-  o.follow = verify;
+  if (verify && receiver_model == "none") {
+    std::cerr << "im-loadgen: --verify needs followers (--receiver-model follow)\n";
+    return 2;
+  }
+  o.follow = verify || receiver_model == "follow";
+  o.progress = !no_progress && isatty(STDERR_FILENO) != 0;
   im::loadgen::Workload workload(o);
   const auto run = workload.run();
   auto percentiles = [](const im::loadgen::Histogram& hist) {
@@ -63,12 +83,23 @@ int main(int argc, char** argv) {
       {"body_bytes", o.body_bytes}, {"attempted", run.attempted}, {"acked", run.acked},
       {"failed", run.failed}, {"unknown", run.unknown}, {"resends", run.resends},
       {"errors", run.errors}, {"seconds", run.seconds},
+      {"mode", o.rate > 0 ? "open" : "closed"}, {"target_rate", o.rate}, {"warmup_s", o.warmup_s},
+      {"shed", run.shed}, {"measured_acked", run.measured_acked}, {"measured_seconds", run.measured_seconds},
       {"throughput_msgs_per_s", run.throughput()}, {"max_ack_gap_s", run.max_ack_gap_s},
       {"availability", run.availability}, {"ack_latency_us", percentiles(run.ack_latency_us)}};
   // Without --verify a run is clean when every send was acked; with it, when
   // no failing count of the checker is above zero (faults may make sends fail).
-  bool clean = run.failed == 0 && run.acked == run.attempted;
+  bool clean = run.failed == 0 && run.acked == run.attempted && run.shed == 0;
   std::string check_line;
+  if (o.follow && !verify) {
+    const auto delivered = workload.stop_following();
+    report["delivery_latency_us"] = percentiles(delivered);
+    check_line = fmt::format(
+        "send->delivered latency (ms): p50 {:.3f}  p90 {:.3f}  p99 {:.3f}  p99.9 {:.3f}  max {:.3f}\n",
+        static_cast<double>(delivered.quantile(0.5)) / 1000, static_cast<double>(delivered.quantile(0.9)) / 1000,
+        static_cast<double>(delivered.quantile(0.99)) / 1000, static_cast<double>(delivered.quantile(0.999)) / 1000,
+        static_cast<double>(delivered.max()) / 1000);
+  }
   if (verify) {
     const auto v = workload.check();
     report["check"] = {{"lost", v.lost}, {"duplicated", v.duplicated}, {"unexpected", v.unexpected},
@@ -78,6 +109,7 @@ int main(int argc, char** argv) {
                        {"read_errors", v.read_errors}, {"failing", v.failing()},
                        {"delivered", v.delivered}, {"unknown_delivered", v.unknown_delivered},
                        {"delivery_latency_us", percentiles(v.delivery_latency_us)}};
+    report["delivery_latency_us"] = percentiles(v.delivery_latency_us);
     clean = v.failing() == 0;
     check_line = fmt::format(
         "check: lost {} duplicated {} unexpected {} aborted_reads {} inconsistent {} reader_skips {} "
@@ -93,8 +125,12 @@ int main(int argc, char** argv) {
   if (json) {
     std::cout << report.dump() << "\n";
   } else {
-    std::cout << fmt::format("sent {} acked {} failed {} unknown {} in {:.2f} s: {:.0f} msg/s\n", run.attempted,
-                             run.acked, run.failed, run.unknown, run.seconds, run.throughput());
+    std::cout << fmt::format("sent {} acked {} failed {} unknown {} in {:.2f} s: {:.0f} msg/s{}\n", run.attempted,
+                             run.acked, run.failed, run.unknown, run.seconds, run.throughput(),
+                             o.warmup_s > 0 ? " after the warm-up" : "");
+    if (o.rate > 0) {
+      std::cout << fmt::format("open loop at {:.0f}/s; shed (too many in flight) {}\n", o.rate, run.shed);
+    }
     for (const auto& [k, v] : run.errors) std::cout << fmt::format("  error {}: {}\n", k, v);
     std::cout << fmt::format("send->ack latency (ms): p50 {:.3f}  p90 {:.3f}  p99 {:.3f}  p99.9 {:.3f}  max {:.3f}\n",
                              static_cast<double>(h.quantile(0.5)) / 1000, static_cast<double>(h.quantile(0.9)) / 1000,

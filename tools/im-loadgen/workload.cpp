@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstdio>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -95,9 +96,10 @@ void Workload::follow(int receiver, Follower& f) {
 
 RunReport Workload::run() {
   const int n = options_.senders;
+  const bool open_loop = options_.rate > 0;
   sent_.assign(static_cast<std::size_t>(n), {});
   struct Sender {
-    std::mutex mu;  // the main thread starts the first sends; completions run on the client's thread
+    std::mutex mu;  // sends are issued by the main (or pacing) thread; completions run on the client's thread
     std::unique_ptr<client::AsyncClient> client;
     std::uint64_t quota = 0, next = 0, outstanding = 0, resends = 0;
     Histogram latency;
@@ -107,12 +109,14 @@ RunReport Workload::run() {
     std::mt19937_64 rng{std::random_device{}()};
   };
   std::vector<Sender> senders(static_cast<std::size_t>(n));
-  std::mutex mu;
-  std::condition_variable cv;
-  std::atomic<int> finished{0};
+  std::atomic<std::uint64_t> acked_total{0}, errors_total{0};
+  std::atomic<bool> pacing_done{false};
+  std::uint64_t shed = 0;  // open loop: sends not issued because a sender had too many in flight
   const auto start = Clock::now();
+  const std::int64_t start_ns = start.time_since_epoch().count();
   const auto stop_issuing =
       start + std::chrono::milliseconds(static_cast<std::int64_t>(options_.duration_s * 1000));
+  warmup_end_ns_ = start_ns + static_cast<std::int64_t>(options_.warmup_s * 1e9);
 
   if (options_.follow) {
     followers_ = std::vector<Follower>(static_cast<std::size_t>(options_.receivers));
@@ -128,16 +132,17 @@ RunReport Workload::run() {
     st.client = std::make_unique<client::AsyncClient>(client_options(options_, sender_name(s), s));
   }
 
-  // Sends sender s's message `index` (again, for a resend); the caller holds
-  // the sender's mutex. A resend must get the first ack back, never a new message.
-  std::function<void(int, std::uint64_t, bool)> send_one;
-  // Issues the next send of sender s; the caller holds its mutex.
+  // Sends sender s's message `index` (again, for a resend), meant to leave at
+  // intended_ns; the caller holds the sender's mutex. A resend must get the
+  // first ack back, never a new message.
+  std::function<void(int, std::uint64_t, bool, std::int64_t)> send_one;
+  // Closed loop: issues the next send of sender s; the caller holds its mutex.
   auto issue = [&](int s) {
     Sender& st = senders[static_cast<std::size_t>(s)];
-    if (st.next >= st.quota || Clock::now() >= stop_issuing) return;
-    send_one(s, st.next++, false);
+    if (open_loop || st.next >= st.quota || Clock::now() >= stop_issuing) return;
+    send_one(s, st.next++, false, now_ns());
   };
-  send_one = [&](int s, std::uint64_t index, bool resend) {
+  send_one = [&](int s, std::uint64_t index, bool resend, std::int64_t intended_ns) {
     Sender& st = senders[static_cast<std::size_t>(s)];
     const int receiver = static_cast<int>((index + static_cast<std::uint64_t>(s)) %
                                           static_cast<std::uint64_t>(options_.receivers));
@@ -149,11 +154,11 @@ RunReport Workload::run() {
     if (!resend) {
       rec.receiver = receiver;
       rec.issued_ns = now_ns();
+      rec.intended_ns = intended_ns;
     }
-    const std::int64_t t0 = now_ns();
     ++st.outstanding;
     st.client->send(receiver_name(receiver), std::move(body), index + 1,
-                    [&, s, index, resend, t0](client::Result<client::SendAck> r) {
+                    [&, s, index, resend](client::Result<client::SendAck> r) {
                       Sender& me = senders[static_cast<std::size_t>(s)];
                       std::unique_lock sender_lock(me.mu);
                       Sent& sent = sent_[static_cast<std::size_t>(s)][index];
@@ -162,9 +167,12 @@ RunReport Workload::run() {
                         if (r && (r->message_id != sent.message_id || r->seq != sent.seq)) sent.outcome = Outcome::failed;
                       } else if (r) {
                         const std::int64_t t = now_ns();
-                        me.latency.record((t - t0) / 1000);
+                        // From the intended send time: in an open loop, time spent
+                        // queued behind a slow server counts (no coordinated omission).
+                        if (sent.intended_ns >= warmup_end_ns_) me.latency.record((t - sent.intended_ns) / 1000);
                         me.ack_times.push_back(t);
                         ++me.acked;
+                        acked_total.fetch_add(1, std::memory_order_relaxed);
                         sent.message_id = r->message_id;
                         sent.seq = r->seq;
                         sent.acked_ns = t;
@@ -172,10 +180,11 @@ RunReport Workload::run() {
                         if (options_.resend_fraction > 0 &&
                             std::uniform_real_distribution<double>(0, 1)(me.rng) < options_.resend_fraction) {
                           ++me.resends;
-                          send_one(s, index, true);
+                          send_one(s, index, true, t);
                         }
                       } else {
                         ++me.errors[error_key(r.error())];
+                        errors_total.fetch_add(1, std::memory_order_relaxed);
                         if (r.error().retryable()) {
                           ++me.unknown;
                           sent.outcome = Outcome::unknown;
@@ -186,33 +195,80 @@ RunReport Workload::run() {
                       }
                       --me.outstanding;
                       issue(s);
-                      if (me.outstanding == 0 && (me.next >= me.quota || Clock::now() >= stop_issuing)) {
-                        sender_lock.unlock();
-                        finished.fetch_add(1);
-                        std::lock_guard lock(mu);
-                        cv.notify_all();
-                      }
                     });
   };
-  for (int s = 0; s < n; ++s) {
-    Sender& st = senders[static_cast<std::size_t>(s)];
-    if (st.quota == 0) {
-      finished.fetch_add(1);
-      continue;
+
+  std::thread pacer;
+  if (open_loop) {
+    // Message k is due at start + k / rate, from sender k mod n, whatever the
+    // server's pace; a sender with too many sends in flight sheds instead of
+    // growing without bound.
+    pacer = std::thread([&] {
+      const double ns_per_msg = 1e9 / options_.rate;
+      const std::uint64_t max_in_flight = std::max<std::uint64_t>(static_cast<std::uint64_t>(options_.pipeline), 100000);
+      std::uint64_t k = 0;
+      while (k < options_.count) {
+        const auto now = Clock::now();
+        if (now >= stop_issuing) break;
+        const auto due = static_cast<std::uint64_t>(static_cast<double>((now - start).count()) / ns_per_msg) + 1;
+        for (; k < due && k < options_.count; ++k) {
+          const int s = static_cast<int>(k % static_cast<std::uint64_t>(n));
+          Sender& st = senders[static_cast<std::size_t>(s)];
+          std::lock_guard lock(st.mu);
+          if (st.outstanding >= max_in_flight) {
+            ++shed;
+            continue;
+          }
+          send_one(s, st.next++, false, start_ns + static_cast<std::int64_t>(static_cast<double>(k) * ns_per_msg));
+        }
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+      }
+      pacing_done = true;
+    });
+  } else {
+    for (int s = 0; s < n; ++s) {
+      Sender& st = senders[static_cast<std::size_t>(s)];
+      std::lock_guard lock(st.mu);
+      for (int d = 0; d < options_.pipeline && st.next < st.quota; ++d) issue(s);
     }
-    std::lock_guard lock(st.mu);
-    for (int d = 0; d < options_.pipeline && st.next < st.quota; ++d) issue(s);
   }
-  {
-    std::unique_lock lock(mu);
-    // Generous: every send may use all its attempts with the longest backoff.
-    const auto hard_deadline =
-        stop_issuing + std::chrono::milliseconds(static_cast<std::int64_t>(
-                           (options_.timeout_s + 2.5) * 1000 * options_.send_attempts));
-    cv.wait_until(lock, hard_deadline, [&] { return finished.load() >= n; });
+
+  auto all_done = [&] {
+    if (open_loop && !pacing_done) return false;
+    const bool issuing_over = Clock::now() >= stop_issuing;
+    for (Sender& st : senders) {
+      std::lock_guard lock(st.mu);
+      if (st.outstanding > 0) return false;
+      if (!open_loop && !issuing_over && st.next < st.quota) return false;
+    }
+    return true;
+  };
+  // Generous: every send may use all its attempts with the longest backoff.
+  const auto hard_deadline =
+      stop_issuing + std::chrono::milliseconds(static_cast<std::int64_t>(
+                         (options_.timeout_s + 2.5) * 1000 * options_.send_attempts));
+  auto next_progress = start + std::chrono::seconds(1);
+  std::uint64_t last_acked = 0;
+  while (!all_done() && Clock::now() < hard_deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (options_.progress && Clock::now() >= next_progress) {
+      const std::uint64_t a = acked_total.load();
+      std::fprintf(stderr, "\r[%5.0f s] acked %llu (%llu/s) errors %llu%s   ",
+                   std::chrono::duration<double>(Clock::now() - start).count(),
+                   static_cast<unsigned long long>(a), static_cast<unsigned long long>(a - last_acked),
+                   static_cast<unsigned long long>(errors_total.load()),
+                   Clock::now() < start + std::chrono::milliseconds(static_cast<std::int64_t>(options_.warmup_s * 1000))
+                       ? " (warm-up)" : "");
+      last_acked = a;
+      next_progress += std::chrono::seconds(1);
+    }
   }
+  if (options_.progress) std::fprintf(stderr, "\n");
+  pacing_done = true;
+  if (pacer.joinable()) pacer.join();
   RunReport report;
   report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  report.shed = shed;
   std::vector<std::int64_t> ack_times;
   for (Sender& st : senders) {
     st.client.reset();  // joins the client's thread: its counters are final
@@ -234,28 +290,50 @@ RunReport Workload::run() {
       }
     }
   }
-  // Outages: the longest time without an ack, and the share of 100 ms slots with one.
+  // Throughput: the acks after the warm-up, over the time from the warm-up's
+  // end to the last ack.
   std::sort(ack_times.begin(), ack_times.end());
-  const std::int64_t t_start = start.time_since_epoch().count();
-  const std::int64_t t_end = t_start + static_cast<std::int64_t>(report.seconds * 1e9);
-  std::int64_t prev = t_start;
+  const auto measured_from = std::lower_bound(ack_times.begin(), ack_times.end(), warmup_end_ns_);
+  if (measured_from != ack_times.end()) {
+    const double window = static_cast<double>(ack_times.back() - std::max(warmup_end_ns_, start_ns)) / 1e9;
+    report.measured_acked = static_cast<std::uint64_t>(ack_times.end() - measured_from);
+    report.measured_seconds = window;
+  }
+  // Outages: the longest time without an ack, and the share of 100 ms slots with one.
+  const std::int64_t t_end = start_ns + static_cast<std::int64_t>(report.seconds * 1e9);
+  std::int64_t prev = start_ns;
   std::set<std::int64_t> slots;
   for (std::int64_t t : ack_times) {
     report.max_ack_gap_s = std::max(report.max_ack_gap_s, static_cast<double>(t - prev) / 1e9);
     prev = t;
-    slots.insert((t - t_start) / 100000000);
+    slots.insert((t - start_ns) / 100000000);
   }
-  const auto total_slots = std::max<std::int64_t>(1, (t_end - t_start) / 100000000);
+  const auto total_slots = std::max<std::int64_t>(1, (t_end - start_ns) / 100000000);
   report.availability = std::min(1.0, static_cast<double>(slots.size()) / static_cast<double>(total_slots));
   return report;
 }
 
-CheckReport Workload::check() {
-  CheckReport v;
+Histogram Workload::stop_following() {
   stop_following_ = true;
   for (auto& f : followers_) {
     if (f.thread.joinable()) f.thread.join();
   }
+  Histogram delivered;
+  for (const Follower& f : followers_) {
+    for (const Seen& seen : f.seen) {
+      if (seen.sender < 0) continue;
+      const Sent& sent = sent_[static_cast<std::size_t>(seen.sender)][seen.index];
+      if (sent.intended_ns >= warmup_end_ns_ && sent.intended_ns > 0) {
+        delivered.record((seen.seen_ns - sent.intended_ns) / 1000);
+      }
+    }
+  }
+  return delivered;
+}
+
+CheckReport Workload::check() {
+  CheckReport v;
+  v.delivery_latency_us = stop_following();
   // The final reads, one thread per inbox: from 0, following the cursor, until
   // a long poll finds nothing more. A reader that stops at an empty page could
   // miss messages behind a gap that the server fills only after gap_fill_ms
@@ -354,10 +432,6 @@ CheckReport Workload::check() {
       followed.insert(seen.seq);
       const auto it = id_at_seq.find(seen.seq);
       if (it == id_at_seq.end() || it->second != seen.message_id) ++v.inconsistent;
-      if (seen.sender >= 0) {
-        const Sent& sent = sent_[static_cast<std::size_t>(seen.sender)][seen.index];
-        if (sent.issued_ns > 0) v.delivery_latency_us.record((seen.seen_ns - sent.issued_ns) / 1000);
-      }
     }
     for (const auto& m : inbox) {
       if (m.seq <= f.cursor && !followed.count(m.seq)) ++v.reader_skips;

@@ -43,7 +43,10 @@ struct WorkloadOptions {
   double timeout_s = 10;         // per request, before a retry
   int send_attempts = 5;         // per send, all with one client_msg_id
   double resend_fraction = 0;    // resend this fraction of acked sends (same id): must not duplicate
-  bool follow = false;           // run followers during the load (verify mode)
+  bool follow = false;           // followers long-poll every inbox during the load
+  double rate = 0;               // open loop: sends/s in all (0: closed loop, `pipeline` per sender)
+  double warmup_s = 0;           // sends intended in the first seconds are left out of the figures
+  bool progress = false;         // a progress line on stderr every second
 };
 
 struct RunReport {
@@ -57,7 +60,12 @@ struct RunReport {
   double max_ack_gap_s = 0;    // longest stretch without any ack (outages)
   double availability = 1;     // fraction of 100 ms slots with at least one ack
   Histogram ack_latency_us;
-  double throughput() const { return seconds > 0 ? static_cast<double>(acked) / seconds : 0; }
+  std::uint64_t shed = 0;        // open loop: not issued, too many in flight
+  std::uint64_t measured_acked = 0;   // acks after the warm-up
+  double measured_seconds = 0;        // from the warm-up's end to the last ack
+  double throughput() const {
+    return measured_seconds > 0 ? static_cast<double>(measured_acked) / measured_seconds : 0;
+  }
 };
 
 /// Failing counts must all be 0; the rest is information.
@@ -88,6 +96,9 @@ class Workload {
   explicit Workload(WorkloadOptions options);
   ~Workload();
   RunReport run();
+  /// Stops the followers; send->delivered latency (from the intended send time).
+  Histogram stop_following();
+  /// Stops the followers and reads every inbox from 0 (verify mode).
   CheckReport check();
 
   std::string sender_name(int i) const;
@@ -98,7 +109,8 @@ class Workload {
   struct Sent {
     std::int64_t message_id = 0;
     std::int64_t seq = 0;
-    std::int64_t issued_ns = 0;  // steady clock
+    std::int64_t issued_ns = 0;    // steady clock: when it was handed to the client
+    std::int64_t intended_ns = 0;  // when it was meant to leave (open loop: its slot)
     std::int64_t acked_ns = 0;
     int receiver = -1;
     Outcome outcome = Outcome::pending;
@@ -124,6 +136,7 @@ class Workload {
   std::vector<std::deque<Sent>> sent_;  // [sender][index], grown as sends are issued
   std::vector<Follower> followers_;
   std::atomic<bool> stop_following_{false};
+  std::int64_t warmup_end_ns_ = 0;
 };
 
 }  // namespace im::loadgen
