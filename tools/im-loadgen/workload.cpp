@@ -60,15 +60,18 @@ Workload::~Workload() {
 std::string Workload::sender_name(int i) const { return fmt::format("{}-s{}", options_.prefix, i); }
 std::string Workload::receiver_name(int i) const { return fmt::format("{}-r{}", options_.prefix, i); }
 
-bool Workload::parse_body(const std::string& body, int& sender, std::uint64_t& index) const {
+bool Workload::parse_ids(const std::string& body, int& sender, std::uint64_t& index) const {
   const std::string head = options_.prefix + ":";
   unsigned long long i = 0;
   if (body.rfind(head, 0) != 0 || std::sscanf(body.c_str() + head.size(), "%d:%llu:", &sender, &i) != 2) {
     return false;
   }
   index = i;
-  return sender >= 0 && sender < options_.senders &&
-         index < sent_[static_cast<std::size_t>(sender)].size();
+  return sender >= 0 && sender < options_.senders;
+}
+
+bool Workload::parse_body(const std::string& body, int& sender, std::uint64_t& index) const {
+  return parse_ids(body, sender, index) && index < sent_[static_cast<std::size_t>(sender)].size();
 }
 
 void Workload::follow(int receiver, Follower& f) {
@@ -86,7 +89,7 @@ void Workload::follow(int receiver, Follower& f) {
       if (m.seq <= f.cursor || (!f.seen.empty() && m.seq <= f.seen.back().seq)) ++f.regressions;
       int s = -1;
       std::uint64_t index = 0;
-      if (!parse_body(m.body, s, index)) s = -1;
+      if (!parse_ids(m.body, s, index)) s = -1;  // sent_ grows meanwhile: checked after the run
       f.seen.push_back({m.seq, m.message_id, s, index, t});
     }
     if (page->next_after_seq < f.cursor) ++f.regressions;
@@ -321,7 +324,7 @@ Histogram Workload::stop_following() {
   Histogram delivered;
   for (const Follower& f : followers_) {
     for (const Seen& seen : f.seen) {
-      if (seen.sender < 0) continue;
+      if (seen.sender < 0 || seen.index >= sent_[static_cast<std::size_t>(seen.sender)].size()) continue;
       const Sent& sent = sent_[static_cast<std::size_t>(seen.sender)][seen.index];
       if (sent.intended_ns >= warmup_end_ns_ && sent.intended_ns > 0) {
         delivered.record((seen.seen_ns - sent.intended_ns) / 1000);

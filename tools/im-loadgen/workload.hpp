@@ -130,6 +130,9 @@ class Workload {
     std::uint64_t errors = 0;
   };
   void follow(int receiver, Follower& f);
+  /// "<prefix>:<sender>:<index>:..." -> sender and index; the sender is in range.
+  bool parse_ids(const std::string& body, int& sender, std::uint64_t& index) const;
+  /// parse_ids, and the index was sent. Only once the senders have stopped.
   bool parse_body(const std::string& body, int& sender, std::uint64_t& index) const;
 
   WorkloadOptions options_;
