@@ -1,6 +1,7 @@
 #include "server/app/config.hpp"
 
 #include <charconv>
+#include <cmath>
 #include <iostream>
 #include <stdexcept>
 #include <thread>
@@ -64,6 +65,16 @@ void validate(Config& c) {
   require(c.max_wait_ms <= 600000, "--max-wait-ms must be at most 600000");
   require(c.gap_fill_ms >= 10, "--gap-fill-ms must be at least 10");
   require(c.pg_pool >= 1 && c.pg_pool <= 256, "--pg-pool must be 1-256");
+  require(c.max_connections >= 1 && c.max_connections <= 10000000,
+          "--max-connections must be 1-10000000");
+  require(c.max_connections_per_ip <= 10000000,
+          "--max-connections-per-ip must be 0-10000000 (0: no per-address cap)");
+  require(c.handshake_timeout_ms <= 3600000, "--handshake-timeout-ms must be 0-3600000");
+  require(c.frame_timeout_ms <= 3600000, "--frame-timeout-ms must be 0-3600000");
+  require(c.idle_timeout_ms <= 86400000, "--idle-timeout-ms must be 0-86400000");
+  require(std::isfinite(c.send_rate) && c.send_rate >= 0 && c.send_rate <= 10000000,
+          "--send-rate must be 0-10000000 messages/s (0: unlimited)");
+  require(c.send_burst >= 1 && c.send_burst <= 10000000, "--send-burst must be 1-10000000");
   static const char* kLevels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
   require(std::find(std::begin(kLevels), std::end(kLevels), c.log_level) != std::end(kLevels),
           "--log-level must be one of trace, debug, info, warn, error, critical, off");
@@ -73,10 +84,14 @@ std::string describe(const Config& c) {
   return fmt::format(
       "listen={} pg_url={} redis_url={} threads={} batch_max={} batch_delay_us={} "
       "queue_capacity={} max_frame_bytes={} max_body_bytes={} max_pull_limit={} max_wait_ms={} "
-      "gap_fill_ms={} pg_pool={} drain_timeout_ms={} log_level={}",
+      "gap_fill_ms={} pg_pool={} drain_timeout_ms={} max_connections={} max_connections_per_ip={} "
+      "handshake_timeout_ms={} frame_timeout_ms={} idle_timeout_ms={} send_rate={} send_burst={} "
+      "log_level={}",
       c.listen, mask_url_password(c.pg_url), mask_url_password(c.redis_url), c.threads,
       c.batch_max, c.batch_delay_us, c.queue_capacity, c.max_frame_bytes, c.max_body_bytes,
-      c.max_pull_limit, c.max_wait_ms, c.gap_fill_ms, c.pg_pool, c.drain_timeout_ms, c.log_level);
+      c.max_pull_limit, c.max_wait_ms, c.gap_fill_ms, c.pg_pool, c.drain_timeout_ms,
+      c.max_connections, c.max_connections_per_ip, c.handshake_timeout_ms, c.frame_timeout_ms,
+      c.idle_timeout_ms, c.send_rate, c.send_burst, c.log_level);
 }
 
 ParseResult parse_config(int argc, char** argv, Config& c) {
@@ -103,6 +118,27 @@ ParseResult parse_config(int argc, char** argv, Config& c) {
   opt("--pg-pool", c.pg_pool, "IM_PG_POOL", "PostgreSQL connections (threads) for reads");
   opt("--drain-timeout-ms", c.drain_timeout_ms, "IM_DRAIN_TIMEOUT_MS",
       "on SIGINT/SIGTERM, longest wait for in-flight requests");
+  opt("--max-connections", c.max_connections, "IM_MAX_CONNECTIONS",
+      "open connections at most; above it a new connection gets Error{busy} and is closed "
+      "(the open-file limit is raised to its hard limit at start-up)");
+  opt("--max-connections-per-ip", c.max_connections_per_ip, "IM_MAX_CONNECTIONS_PER_IP",
+      "open connections per source address at most (0: no cap; behind a proxy every client "
+      "shares its address); above it a new connection gets Error{busy} and is closed");
+  opt("--handshake-timeout-ms", c.handshake_timeout_ms, "IM_HANDSHAKE_TIMEOUT_MS",
+      "a connection without a successful Hello this long after accept gets "
+      "Error{protocol_error} and is closed (0: no deadline)");
+  opt("--frame-timeout-ms", c.frame_timeout_ms, "IM_FRAME_TIMEOUT_MS",
+      "once a frame's first byte has arrived, the whole frame must arrive within this "
+      "(slowloris); else Error{protocol_error} and close (0: no deadline)");
+  opt("--idle-timeout-ms", c.idle_timeout_ms, "IM_IDLE_TIMEOUT_MS",
+      "a connection that sends no frame this long while no request of it is pending gets "
+      "Error{protocol_error} and is closed; clients keep alive with Ping (0: never)");
+  opt("--send-rate", c.send_rate, "IM_SEND_RATE",
+      "per-user send rate limit, messages/s sustained (token bucket; 0: unlimited); over it a "
+      "Send gets Error{rate_limited} with retry_after_ms and is not stored");
+  opt("--send-burst", c.send_burst, "IM_SEND_BURST",
+      "per-user send burst: the bucket size, i.e. how many sends a user who has been quiet "
+      "may make back to back before --send-rate applies");
   opt("--log-level", c.log_level, "IM_LOG_LEVEL", "trace, debug, info, warn, error, critical, off");
   opt("--port-file", c.port_file, "IM_PORT_FILE", "write the bound port to this file once listening");
   opt("--server-name", c.server_name, "IM_SERVER_NAME", "name sent to clients in Welcome");

@@ -23,6 +23,15 @@ struct Config {
   std::uint32_t gap_fill_ms = 2000;
   std::uint32_t pg_pool = 4;
   std::uint32_t drain_timeout_ms = 10000;
+  // Connection limits and deadlines (0 turns a deadline or the per-address cap off).
+  std::uint32_t max_connections = 50000;
+  std::uint32_t max_connections_per_ip = 1000;
+  std::uint32_t handshake_timeout_ms = 10000;
+  std::uint32_t frame_timeout_ms = 10000;
+  std::uint32_t idle_timeout_ms = 300000;
+  // Per-user send rate limit (token bucket): messages/s sustained (0: off) and burst.
+  double send_rate = 10000;
+  std::uint32_t send_burst = 20000;
   std::string log_level = "info";
   std::string port_file;
   std::string server_name = "im-server";

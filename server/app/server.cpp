@@ -7,6 +7,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "server/net/fd_limit.hpp"
 #include "server/net/listener.hpp"
 #include "server/service/service.hpp"
 #include "server/service/waiters.hpp"
@@ -88,6 +89,8 @@ void Server::start() {
   limits.max_pull_limit = config_.max_pull_limit;
   limits.default_pull_limit = std::min<std::uint32_t>(100, config_.max_pull_limit);
   limits.max_wait_ms = config_.max_wait_ms;
+  limits.send_rate = config_.send_rate;
+  limits.send_burst = config_.send_burst;
   service_ = std::make_unique<Service>(limits, *writer_, *reader_, *waiters_, config_.server_name);
 
   std::vector<asio::io_context*> contexts;
@@ -96,11 +99,26 @@ void Server::start() {
     work_.push_back(asio::make_work_guard(*io_.back()));
     contexts.push_back(io_.back().get());
   }
-  SessionLimits slimits;
-  slimits.max_frame_bytes = config_.max_frame_bytes;
+  ListenerLimits nlimits;
+  nlimits.session.max_frame_bytes = config_.max_frame_bytes;
+  nlimits.session.handshake_timeout = std::chrono::milliseconds(config_.handshake_timeout_ms);
+  nlimits.session.frame_timeout = std::chrono::milliseconds(config_.frame_timeout_ms);
+  nlimits.session.idle_timeout = std::chrono::milliseconds(config_.idle_timeout_ms);
+  nlimits.max_connections = config_.max_connections;
+  nlimits.max_connections_per_address = config_.max_connections_per_ip;
+  // Every connection is a descriptor: make room, and say so if there is not enough.
+  const FdLimit fds = raise_fd_limit();
+  const std::uint64_t reserved = 64 + 2ull * config_.pg_pool + config_.threads;
+  log->info("open-file limit {} (hard {}{})", fds.soft, fds.hard, fds.raised ? ", raised" : "");
+  if (fds.soft < config_.max_connections + reserved) {
+    log->warn("--max-connections {} needs about {} open files but the limit is {}: accept fails "
+              "(EMFILE) beyond about {} connections; raise the hard limit (ulimit -Hn, LimitNOFILE=)",
+              config_.max_connections, config_.max_connections + reserved, fds.soft,
+              fds.soft > reserved ? fds.soft - reserved : 0);
+  }
   const asio::ip::tcp::endpoint endpoint(asio::ip::make_address(config_.listen_host),
                                          config_.listen_port);
-  listener_ = std::make_unique<Listener>(contexts, endpoint, *service_, slimits);
+  listener_ = std::make_unique<Listener>(contexts, endpoint, *service_, nlimits);
 
   bus_->start();
   writer_->start();

@@ -9,6 +9,7 @@
 #include <asio/read.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 namespace im::server {
@@ -17,15 +18,17 @@ constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
 }  // namespace
 
 Session::Session(asio::ip::tcp::socket socket, std::uint64_t id, Service& service,
-                 const SessionLimits& limits, OnClose on_close)
+                 const SessionLimits& limits, NetStats& stats, OnClose on_close)
     : socket_(std::move(socket)),
       executor_(socket_.get_executor()),
       id_(id),
       service_(service),
       limits_(limits),
+      stats_(stats),
       on_close_(std::move(on_close)),
       write_signal_(executor_),
-      inflight_signal_(executor_) {
+      inflight_signal_(executor_),
+      watchdog_(executor_) {
   write_signal_.expires_at(asio::steady_timer::time_point::max());
   inflight_signal_.expires_at(asio::steady_timer::time_point::max());
 }
@@ -35,6 +38,11 @@ Session::~Session() = default;
 void Session::start() {
   std::error_code ec;
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  const auto now = Clock::now();
+  last_activity_ = now;
+  if (limits_.handshake_timeout.count() > 0) handshake_deadline_ = now + limits_.handshake_timeout;
+  watchdog_at_ = check_deadlines(now);
+  arm_watchdog();  // before the loops start on the session's thread and may re-arm it
   auto self = shared_from_this();
   asio::co_spawn(executor_, [self] { return self->read_loop(); }, asio::detached);
   asio::co_spawn(executor_, [self] { return self->write_loop(); }, asio::detached);
@@ -68,6 +76,8 @@ void Session::fail(protocol::OutFrame frame) {
 void Session::enqueue(protocol::OutFrame frame, bool is_response) {
   if (is_response && inflight_ > 0) {
     if (inflight_-- == limits_.max_inflight) inflight_signal_.cancel();
+    // The client was waiting for us until now: its idle time starts here.
+    if (inflight_ == 0) last_activity_ = Clock::now();
   }
   if (closed_) return;
   queued_bytes_ += frame.size();
@@ -86,8 +96,19 @@ asio::awaitable<void> Session::read_loop() {
   constexpr std::size_t kPrefix = protocol::kLengthPrefixBytes;
   while (reading_ && !closed_) {
     buffer_.resize(kPrefix);
-    auto [ec, n] = co_await asio::async_read(socket_, asio::buffer(buffer_.data(), kPrefix), use_nothrow);
+    // Between frames until the first byte comes; then the frame deadline runs.
+    auto [ec, n] =
+        co_await socket_.async_read_some(asio::buffer(buffer_.data(), kPrefix), use_nothrow);
     if (ec || !reading_) break;
+    if (limits_.frame_timeout.count() > 0) {
+      frame_deadline_ = Clock::now() + limits_.frame_timeout;
+      wake_watchdog_by(frame_deadline_);
+    }
+    if (n < kPrefix) {
+      std::tie(ec, n) = co_await asio::async_read(
+          socket_, asio::buffer(buffer_.data() + n, kPrefix - n), use_nothrow);
+      if (ec || !reading_) break;
+    }
     const std::uint32_t length = protocol::read_length_prefix({buffer_.data(), kPrefix});
     const std::uint32_t max =
         user.empty() ? std::min(limits_.max_frame_bytes_before_hello, limits_.max_frame_bytes)
@@ -102,6 +123,8 @@ asio::awaitable<void> Session::read_loop() {
     std::tie(ec, n) =
         co_await asio::async_read(socket_, asio::buffer(buffer_.data() + kPrefix, length), use_nothrow);
     if (ec || !reading_) break;
+    frame_deadline_ = Clock::time_point::max();
+    last_activity_ = Clock::now();
     std::string why;
     const wire::Frame* frame = protocol::verify_frame(buffer_, limits_.verify, why);
     if (!frame) {
@@ -147,6 +170,83 @@ asio::awaitable<void> Session::write_loop() {
   close();
 }
 
+// A plain handler rather than a third coroutine: it costs a connection about
+// a kilobyte less.
+void Session::arm_watchdog() {
+  watchdog_.expires_at(watchdog_at_);
+  watchdog_.async_wait([self = shared_from_this()](const std::error_code&) {
+    if (self->closed_) return;
+    const auto now = Clock::now();
+    // Woken early (a nearer deadline was set): just wait again.
+    if (now >= self->watchdog_at_) self->watchdog_at_ = self->check_deadlines(now);
+    if (!self->closed_) self->arm_watchdog();
+  });
+}
+
+void Session::wake_watchdog_by(Clock::time_point at) {
+  if (at >= watchdog_at_) return;  // it wakes earlier anyway and looks again
+  watchdog_at_ = at;
+  watchdog_.cancel();
+}
+
+Session::Clock::time_point Session::check_deadlines(Clock::time_point now) {
+  if (expired_) {
+    // The Error did not get out within kCloseLinger: the client is not reading.
+    close();
+    return Clock::time_point::max();
+  }
+  const auto linger = now + kCloseLinger;
+  auto next = Clock::time_point::max();
+  if (limits_.handshake_timeout.count() > 0 && user.empty()) {
+    if (now >= handshake_deadline_) {
+      expire(stats_.handshake_timeouts, spdlog::level::warn,
+             fmt::format("handshake timeout: no successful Hello within {} ms of connecting",
+                         limits_.handshake_timeout.count()));
+      return linger;
+    }
+    next = std::min(next, handshake_deadline_);
+  }
+  if (frame_deadline_ != Clock::time_point::max()) {
+    if (now >= frame_deadline_) {
+      expire(stats_.frame_timeouts, spdlog::level::warn,
+             fmt::format("frame timeout: a frame started but did not arrive whole within {} ms",
+                         limits_.frame_timeout.count()));
+      return linger;
+    }
+    next = std::min(next, frame_deadline_);
+  }
+  if (limits_.idle_timeout.count() > 0) {
+    if (inflight_ > 0) {
+      // Not idle while a request (e.g. a long poll) is pending; look again
+      // later. Waking no later than now + idle_timeout keeps every future idle
+      // deadline at or after the wake-up, so idleness never needs a re-arm.
+      next = std::min(next, now + limits_.idle_timeout);
+    } else {
+      const auto at = last_activity_ + limits_.idle_timeout;
+      if (now >= at) {
+        expire(stats_.idle_timeouts, spdlog::level::info,
+               fmt::format("idle timeout: no request for {} ms; send Ping to keep a connection open",
+                           limits_.idle_timeout.count()));
+        return linger;
+      }
+      next = std::min(next, at);
+    }
+  }
+  return next;
+}
+
+void Session::expire(LogThrottle& throttle, spdlog::level::level_enum level,
+                     const std::string& message) {
+  expired_ = true;
+  if (const auto n = throttle.note()) {
+    spdlog::get("net")->log(level, "[s{}] user={} {}; closing ({} such since the last line, {} in all)",
+                            id_, user, message, n, throttle.total());
+  }
+  if (close_after_flush_) return;  // already failing: one Error is enough
+  fail(protocol::encode_error(0, wire::ErrorCode::ProtocolError, message));
+  inflight_signal_.cancel();  // a reader held back by max_inflight stops too
+}
+
 void Session::maybe_close_drained() {
   // Once reading stopped, close when no request is pending and all is written.
   if (!reading_ && !closed_ && inflight_ == 0 && queue_.empty()) {
@@ -165,6 +265,7 @@ void Session::close() {
   socket_.close(ec);
   write_signal_.cancel();
   inflight_signal_.cancel();
+  watchdog_.cancel();
   spdlog::get("net")->info("[s{}] closed user={}", id_, user);
   if (on_close_) on_close_(id_);
 }

@@ -10,9 +10,19 @@
 // A frame that cannot be parsed or verified gets one Error and the connection
 // closes; nothing else is affected.
 //
+// Deadlines (each off when 0), watched by one timer per session:
+//  - handshake: a successful Hello within handshake_timeout of accept;
+//  - frame: once a frame's first byte has arrived, the whole frame within
+//    frame_timeout (slowloris);
+//  - idle: some frame within idle_timeout of the previous one, counted only
+//    while no request of the client is pending (a long poll is not idle).
+// On expiry the client gets one Error{protocol_error} (request id 0) and the
+// connection closes once it is written, or after kCloseLinger at the latest.
+//
 // Thread-safety: all state lives on the session's executor (one I/O thread);
 // respond() and shutdown() may be called from any thread.
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -22,8 +32,10 @@
 #include <asio/awaitable.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/steady_timer.hpp>
+#include <spdlog/common.h>
 
 #include "protocol/frame_codec.hpp"
+#include "server/net/net_stats.hpp"
 #include "server/service/connection.hpp"
 #include "server/service/service.hpp"
 
@@ -35,14 +47,23 @@ struct SessionLimits {
   std::size_t max_queued_bytes = 16u << 20;
   std::size_t max_inflight = 1024;
   protocol::VerifyLimits verify{};
+  std::chrono::milliseconds handshake_timeout{10000};  // 0: none
+  std::chrono::milliseconds frame_timeout{10000};      // 0: none
+  std::chrono::milliseconds idle_timeout{300000};      // 0: none
 };
 
 class Session final : public Connection, public std::enable_shared_from_this<Session> {
  public:
   using OnClose = std::function<void(std::uint64_t id)>;
 
+  using Clock = std::chrono::steady_clock;
+  /// After a deadline expired, how long the Error may take to be written
+  /// before the connection is closed anyway.
+  static constexpr std::chrono::milliseconds kCloseLinger{1000};
+
+  /// `stats` must outlive every handler of the session.
   Session(asio::ip::tcp::socket socket, std::uint64_t id, Service& service,
-          const SessionLimits& limits, OnClose on_close);
+          const SessionLimits& limits, NetStats& stats, OnClose on_close);
   ~Session() override;
 
   void start();
@@ -57,6 +78,15 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
  private:
   asio::awaitable<void> read_loop();
   asio::awaitable<void> write_loop();
+  /// Waits for watchdog_at_, checks the deadlines, waits again (one wait at a time).
+  void arm_watchdog();
+  /// Makes the watchdog wake by `at` (earlier wakes are harmless).
+  void wake_watchdog_by(Clock::time_point at);
+  /// Fails the connection for any deadline passed at `now`; returns when to look next.
+  Clock::time_point check_deadlines(Clock::time_point now);
+  /// Sends one Error{protocol_error} with `message` and closes after it; logs
+  /// through `throttle` at `level`.
+  void expire(LogThrottle& throttle, spdlog::level::level_enum level, const std::string& message);
   void enqueue(protocol::OutFrame frame, bool is_response);
   void close();
   void maybe_close_drained();
@@ -66,6 +96,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   const std::uint64_t id_;
   Service& service_;
   const SessionLimits limits_;
+  NetStats& stats_;
   OnClose on_close_;
 
   std::vector<std::uint8_t> buffer_;  // the frame being read, prefix included
@@ -74,6 +105,12 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   asio::steady_timer write_signal_;
   asio::steady_timer inflight_signal_;
   std::size_t inflight_ = 0;
+  asio::steady_timer watchdog_;
+  Clock::time_point watchdog_at_ = Clock::time_point::max();  // when the watchdog wakes
+  Clock::time_point handshake_deadline_ = Clock::time_point::max();
+  Clock::time_point frame_deadline_ = Clock::time_point::max();  // max: no frame in progress
+  Clock::time_point last_activity_;  // last frame received, or last response to a pending request
+  bool expired_ = false;
   bool reading_ = true;
   bool closed_ = false;
   bool close_after_flush_ = false;

@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include <asio/post.hpp>
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "protocol/validate.hpp"
@@ -44,7 +45,8 @@ Service::Service(ServiceLimits limits, MessageWriter& writer, MessageReader& rea
       writer_(writer),
       reader_(reader),
       waiters_(waiters),
-      server_name_(std::move(server_name)) {}
+      server_name_(std::move(server_name)),
+      send_limiter_(RateLimiter::Options{limits.send_rate, limits.send_burst}) {}
 
 void Service::begin_shutdown() {
   shutting_down_.store(true);
@@ -123,6 +125,25 @@ void Service::on_send(const std::shared_ptr<Connection>& conn, std::uint64_t rid
   if (!protocol::valid_text(body)) {
     return conn->respond(encode_error(rid, ErrorCode::BadRequest,
                                       "body must be valid UTF-8 without NUL bytes"));
+  }
+  if (send_limiter_.enabled()) {
+    const auto decision = send_limiter_.acquire(conn->user, std::chrono::steady_clock::now());
+    if (!decision.allowed) {
+      const auto retry_ms = static_cast<std::uint32_t>(
+          std::min<std::int64_t>(decision.retry_after.count(), 60000));
+      if (const auto n = rate_limited_log_.note()) {
+        spdlog::get("svc")->warn("[s{}] user={} over the send rate limit ({}/s, burst {}): {} send(s) "
+                                 "refused since the last such line, {} in all",
+                                 conn->id(), conn->user, limits_.send_rate, limits_.send_burst, n,
+                                 rate_limited_log_.total());
+      }
+      return conn->respond(encode_error(
+          rid, ErrorCode::RateLimited,
+          fmt::format("send rate limit: at most {} messages/s per user with bursts of {}; retry "
+                      "after {} ms",
+                      limits_.send_rate, limits_.send_burst, retry_ms),
+          retry_ms));
+    }
   }
   SendCommand cmd;
   cmd.sender = conn->user;

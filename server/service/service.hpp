@@ -15,6 +15,8 @@
 
 #include "protocol/message.hpp"
 #include "server/service/connection.hpp"
+#include "server/service/log_throttle.hpp"
+#include "server/service/rate_limiter.hpp"
 #include "server/service/store.hpp"
 #include "server/service/waiters.hpp"
 
@@ -29,6 +31,11 @@ struct ServiceLimits {
   /// While a gap is pending (another process has not committed yet), a long
   /// poll looks again this often.
   std::uint32_t gap_recheck_ms = 10;
+  /// Per-user send rate limit (token bucket): messages a second, sustained
+  /// (0: unlimited), and the burst allowed on top. Over it, a Send is
+  /// answered RateLimited with retry_after_ms and not stored.
+  double send_rate = 0;
+  std::uint32_t send_burst = 1;
 };
 
 class Service {
@@ -59,6 +66,8 @@ class Service {
   MessageReader& reader_;
   Waiters& waiters_;
   std::string server_name_;
+  RateLimiter send_limiter_;
+  LogThrottle rate_limited_log_;
   std::atomic<bool> shutting_down_{false};
 };
 

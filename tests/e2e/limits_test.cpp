@@ -1,0 +1,427 @@
+// End-to-end: connection caps, the handshake, frame (slowloris) and idle
+// deadlines, and the per-user send rate limit, on a real server over real
+// PostgreSQL and Redis. Deadlines are a few hundred milliseconds here; every
+// wait is bounded.
+#include <catch2/catch.hpp>
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <thread>
+
+#include <asio/read.hpp>
+#include <asio/write.hpp>
+
+#include "tests/support/raw_client.hpp"
+#include "tests/support/test_server.hpp"
+
+using namespace im;
+using namespace std::chrono_literals;
+using im::test::TestServer;
+using im::test::unique_prefix;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+/// A blocking test client whose every read is bounded by poll(2).
+/// (TimedClient's timeouts rely on SO_RCVTIMEO, which Asio's blocking read_some
+/// does not honour: it polls again without a timeout. A test of deadlines
+/// must not hang when the deadline is not enforced, so it uses this.)
+class TimedClient {
+ public:
+  /// Connects to 127.0.0.1:`port`, from `source` if given (another loopback address).
+  explicit TimedClient(std::uint16_t port, const std::string& source = "") : socket_(io_) {
+    socket_.open(asio::ip::tcp::v4());
+    if (!source.empty()) socket_.bind({asio::ip::make_address(source), 0});
+    socket_.connect({asio::ip::make_address("127.0.0.1"), port});
+    socket_.set_option(asio::ip::tcp::no_delay(true));
+  }
+
+  std::uint64_t next_id() { return ++request_id_; }
+  void write(const protocol::OutFrame& f) { asio::write(socket_, asio::buffer(f.data(), f.size())); }
+  /// Throws if the server has closed the connection (EPIPE, ECONNRESET).
+  void write_bytes(const std::vector<std::uint8_t>& b) { asio::write(socket_, asio::buffer(b)); }
+
+  /// One verified frame, or nullopt on end of stream or after `timeout`.
+  std::optional<test::Received> read(std::chrono::milliseconds timeout = 5s) {
+    const auto deadline = Clock::now() + timeout;
+    for (;;) {
+      const auto d = protocol::decode_frame(buffer_, 64u << 20);
+      if (d.status == protocol::DecodeStatus::error) throw std::runtime_error(d.reason);
+      if (d.status == protocol::DecodeStatus::frame) {
+        test::Received r{std::vector<std::uint8_t>(d.frame.begin(), d.frame.end())};
+        buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(d.consumed));
+        std::string why;
+        if (!protocol::verify_frame(r.bytes, protocol::response_verify_limits(100000), why)) {
+          throw std::runtime_error("server sent a bad frame: " + why);
+        }
+        return r;
+      }
+      if (!receive(deadline)) return std::nullopt;
+    }
+  }
+
+  /// True once the server ends the stream within `timeout` (frames before it are discarded).
+  bool closed_by_server(std::chrono::milliseconds timeout = 3s) {
+    const auto deadline = Clock::now() + timeout;
+    while (receive(deadline)) buffer_.clear();
+    return eof_;
+  }
+
+  void hello(const std::string& user) {
+    write(protocol::encode_hello(next_id(), user, "", "limits-test"));
+    auto r = read();
+    if (!r || r->frame()->body_type() != wire::Body::Welcome) {
+      throw std::runtime_error("hello as " + user + " was not welcomed");
+    }
+  }
+  test::Received send(const std::string& to, std::uint64_t client_msg_id, const std::string& body) {
+    write(protocol::encode_send(next_id(), to, client_msg_id, body));
+    return must(read(), "send");
+  }
+  test::Received pull(std::int64_t after, std::uint32_t limit, std::uint32_t wait_ms = 0) {
+    write(protocol::encode_pull(next_id(), after, limit, wait_ms));
+    return must(read(std::chrono::milliseconds(wait_ms) + 5s), "pull");
+  }
+
+ private:
+  static test::Received must(std::optional<test::Received> r, const char* what) {
+    if (!r) throw std::runtime_error(std::string("no response to ") + what);
+    return std::move(*r);
+  }
+  /// Appends what arrives before `deadline`; false on timeout or end of stream.
+  bool receive(Clock::time_point deadline) {
+    if (eof_) return false;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) return false;
+    ::pollfd pfd{socket_.native_handle(), POLLIN, 0};
+    if (::poll(&pfd, 1, static_cast<int>(left.count())) <= 0) return false;
+    std::uint8_t chunk[65536];
+    const auto n = ::recv(socket_.native_handle(), chunk, sizeof chunk, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return true;
+    if (n <= 0) {
+      eof_ = true;  // end of stream, or reset
+      return false;
+    }
+    buffer_.insert(buffer_.end(), chunk, chunk + n);
+    return true;
+  }
+
+  asio::io_context io_;
+  asio::ip::tcp::socket socket_;
+  std::vector<std::uint8_t> buffer_;
+  std::uint64_t request_id_ = 0;
+  bool eof_ = false;
+};
+
+std::vector<std::uint8_t> bytes_of(const protocol::OutFrame& f) {
+  return {f.data(), f.data() + f.size()};
+}
+
+/// The fatal Error a server sends before closing: request id 0, then end of stream.
+struct Fatal {
+  wire::ErrorCode code = wire::ErrorCode::Unknown;
+  std::string message;
+  std::uint32_t retry_after_ms = 0;
+};
+
+Fatal expect_fatal(TimedClient& c, std::chrono::milliseconds timeout = 5s) {
+  auto r = c.read(timeout);
+  REQUIRE(r);
+  REQUIRE(r->frame()->body_type() == wire::Body::Error);
+  CHECK(r->frame()->request_id() == 0);
+  const auto* e = r->frame()->body_as_Error();
+  Fatal f{e->code(), e->message() ? e->message()->str() : "", e->retry_after_ms()};
+  CHECK(c.closed_by_server());
+  return f;
+}
+
+void require_ack(const test::Received& r) {
+  INFO("response type " << static_cast<int>(r.frame()->body_type()));
+  REQUIRE(r.frame()->body_type() == wire::Body::SendAck);
+}
+
+std::size_t inbox_size(TimedClient& c) {
+  const auto r = c.pull(0, 1000);
+  REQUIRE(r.frame()->body_type() == wire::Body::PullResult);
+  const auto* m = r.frame()->body_as_PullResult()->messages();
+  return m ? m->size() : 0;
+}
+
+void require_pong(TimedClient& c, std::uint64_t nonce) {
+  c.write(protocol::encode_ping(c.next_id(), nonce));
+  auto r = c.read(3s);
+  REQUIRE(r);
+  REQUIRE(r->frame()->body_type() == wire::Body::Pong);
+  CHECK(r->frame()->body_as_Pong()->nonce() == nonce);
+}
+
+/// Connects until the server admits a connection (a closed one's slot is
+/// released once the server has seen the close), bounded by `timeout`.
+std::unique_ptr<TimedClient> connect_when_admitted(std::uint16_t port, const std::string& user,
+                                                   std::chrono::milliseconds timeout = 5s) {
+  const auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    auto c = std::make_unique<TimedClient>(port);
+    c->write(protocol::encode_hello(c->next_id(), user, "", "limits-test"));
+    auto r = c->read(2s);
+    if (r && r->frame()->body_type() == wire::Body::Welcome) return c;
+    std::this_thread::sleep_for(20ms);
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE("limits: a connection above --max-connections gets busy and is closed", "[e2e]") {
+  TestServer server([](server::Config& c) {
+    c.max_connections = 3;
+    c.max_connections_per_ip = 0;  // only the total cap
+  });
+  const std::string p = unique_prefix("cap");
+  std::vector<std::unique_ptr<TimedClient>> open;
+  for (int i = 0; i < 3; ++i) {
+    open.push_back(std::make_unique<TimedClient>(server.port()));
+    open.back()->hello(p + "-u" + std::to_string(i));
+  }
+
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    TimedClient extra(server.port());
+    const Fatal f = expect_fatal(extra);
+    CHECK(f.code == wire::ErrorCode::Busy);
+    CHECK_THAT(f.message, Catch::Contains("too many connections"));
+    CHECK(f.retry_after_ms > 0);
+  }
+
+  // The open connections are unaffected.
+  require_ack(open[0]->send(p + "-u1", 1, "still here"));
+  CHECK(inbox_size(*open[1]) == 1);
+  require_pong(*open[2], 5);
+
+  // Closing one frees its slot.
+  open.pop_back();
+  auto again = connect_when_admitted(server.port(), p + "-again");
+  REQUIRE(again);
+  require_ack(again->send(p + "-u1", 2, "after a slot was freed"));
+  CHECK(inbox_size(*open[1]) == 2);
+}
+
+TEST_CASE("limits: a connection above --max-connections-per-ip gets busy while other addresses connect",
+          "[e2e]") {
+  TestServer server([](server::Config& c) {
+    c.max_connections = 100;
+    c.max_connections_per_ip = 2;
+  });
+  const std::string p = unique_prefix("perip");
+  TimedClient a(server.port()), b(server.port());
+  a.hello(p + "-a");
+  b.hello(p + "-b");
+
+  TimedClient third(server.port());
+  const Fatal f = expect_fatal(third);
+  CHECK(f.code == wire::ErrorCode::Busy);
+  CHECK_THAT(f.message, Catch::Contains("too many connections from 127.0.0.1"));
+
+  // Another source address has its own allowance (the total cap is far).
+  TimedClient other(server.port(), "127.0.0.2");
+  other.hello(p + "-other");
+  require_pong(other, 1);
+
+  require_ack(a.send(p + "-b", 1, "unaffected"));
+  CHECK(inbox_size(b) == 1);
+}
+
+TEST_CASE("limits: no successful Hello within --handshake-timeout-ms closes the connection",
+          "[e2e]") {
+  TestServer server([](server::Config& c) { c.handshake_timeout_ms = 300; });
+  const std::string p = unique_prefix("hs");
+
+  // Connects and says nothing.
+  const auto t0 = Clock::now();
+  TimedClient silent(server.port());
+  // Pings, which are allowed before Hello, but never says Hello.
+  TimedClient pinger(server.port());
+  require_pong(pinger, 1);
+  // Says Hello in time: the handshake deadline no longer applies.
+  TimedClient good(server.port());
+  good.hello(p + "-good");
+
+  const Fatal f = expect_fatal(silent);
+  const auto elapsed = Clock::now() - t0;
+  CHECK(f.code == wire::ErrorCode::ProtocolError);
+  CHECK_THAT(f.message, Catch::Contains("handshake timeout"));
+  CHECK(elapsed >= 290ms);
+  CHECK(elapsed < 3s);
+  CHECK(expect_fatal(pinger).code == wire::ErrorCode::ProtocolError);
+
+  std::this_thread::sleep_for(300ms);  // well past the handshake deadline
+  require_pong(good, 2);
+  require_ack(good.send(p + "-bob", 1, "welcomed in time"));
+}
+
+TEST_CASE("limits: a frame that does not arrive whole within --frame-timeout-ms (slowloris)",
+          "[e2e]") {
+  TestServer server([](server::Config& c) { c.frame_timeout_ms = 300; });
+  const std::string p = unique_prefix("slow");
+  const auto frame = bytes_of(protocol::encode_send(99, p + "-bob", 1, "a slow message"));
+  REQUIRE(frame.size() > 40);
+
+  TimedClient good(server.port()), bob(server.port());
+  good.hello(p + "-good");
+  bob.hello(p + "-bob");
+
+  SECTION("one byte, then nothing") {
+    TimedClient stall(server.port());
+    stall.hello(p + "-stall");
+    const auto t0 = Clock::now();
+    stall.write_bytes({frame[0]});
+    // Meanwhile other clients are served at once.
+    require_ack(good.send(p + "-bob", 1, "meanwhile"));
+    CHECK(inbox_size(bob) == 1);
+    CHECK(Clock::now() - t0 < 250ms);
+
+    const Fatal f = expect_fatal(stall);
+    const auto elapsed = Clock::now() - t0;
+    CHECK(f.code == wire::ErrorCode::ProtocolError);
+    CHECK_THAT(f.message, Catch::Contains("frame timeout"));
+    CHECK(elapsed >= 290ms);
+    CHECK(elapsed < 3s);
+  }
+  SECTION("a byte every 50 ms: always active, but the frame never completes in time") {
+    TimedClient drip(server.port());
+    drip.hello(p + "-drip");
+    const auto t0 = Clock::now();
+    std::size_t sent = 0;
+    bool cut = false;
+    // The frame would take ~frame.size() * 50 ms (over 2 s); the deadline is 300 ms.
+    while (sent < frame.size() && Clock::now() - t0 < 5s) {
+      try {
+        drip.write_bytes({frame[sent]});
+      } catch (const std::exception&) {
+        cut = true;  // the server closed: the write failed
+        break;
+      }
+      ++sent;
+      std::this_thread::sleep_for(50ms);
+      if (Clock::now() - t0 > 1s) break;
+    }
+    CHECK(sent < frame.size());
+    if (!cut) {
+      const Fatal f = expect_fatal(drip);
+      CHECK(f.code == wire::ErrorCode::ProtocolError);
+      CHECK_THAT(f.message, Catch::Contains("frame timeout"));
+    }
+    require_ack(good.send(p + "-bob", 2, "after the drip"));
+  }
+  SECTION("whole frames, however slow between them, are fine") {
+    TimedClient patient(server.port());
+    patient.hello(p + "-patient");
+    for (std::uint64_t i = 1; i <= 3; ++i) {
+      std::this_thread::sleep_for(200ms);  // between frames: not a frame timeout
+      require_ack(patient.send(p + "-bob", i, "whole"));
+    }
+  }
+}
+
+TEST_CASE("limits: --idle-timeout-ms closes a silent connection while Ping keeps one open",
+          "[e2e]") {
+  TestServer server([](server::Config& c) { c.idle_timeout_ms = 300; });
+  const std::string p = unique_prefix("idle");
+  TimedClient idle(server.port()), pinger(server.port());
+  idle.hello(p + "-idle");
+  pinger.hello(p + "-pinger");
+  const auto t0 = Clock::now();
+
+  // The pinger pings every 100 ms for a second, far past the idle timeout.
+  std::uint64_t nonce = 0;
+  while (Clock::now() - t0 < 1s) {
+    require_pong(pinger, ++nonce);
+    std::this_thread::sleep_for(100ms);
+  }
+  require_ack(pinger.send(p + "-idle", 1, "kept alive"));
+
+  const Fatal f = expect_fatal(idle, 1s);
+  CHECK(f.code == wire::ErrorCode::ProtocolError);
+  CHECK_THAT(f.message, Catch::Contains("idle timeout"));
+}
+
+TEST_CASE("limits: a long poll longer than the idle timeout is not idle", "[e2e]") {
+  TestServer server([](server::Config& c) { c.idle_timeout_ms = 300; });
+  const std::string p = unique_prefix("lp");
+  TimedClient waiter(server.port());
+  waiter.hello(p + "-waiter");
+
+  const auto t0 = Clock::now();
+  const auto r = waiter.pull(0, 10, 1200);  // nothing arrives: answered empty at 1.2 s
+  const auto waited = Clock::now() - t0;
+  REQUIRE(r.frame()->body_type() == wire::Body::PullResult);
+  CHECK(waited >= 1100ms);
+  // The idle time starts again once the answer is out, not at the Pull.
+  std::this_thread::sleep_for(150ms);
+  require_pong(waiter, 1);
+
+  // A long poll woken by a message after the idle timeout also completes.
+  waiter.write(protocol::encode_pull(waiter.next_id(), 0, 10, 5000));
+  std::this_thread::sleep_for(600ms);
+  TimedClient sender(server.port());
+  sender.hello(p + "-sender");
+  require_ack(sender.send(p + "-waiter", 1, "wake up"));
+  const auto woken = waiter.read(3s);
+  REQUIRE(woken);
+  REQUIRE(woken->frame()->body_type() == wire::Body::PullResult);
+  CHECK(woken->frame()->body_as_PullResult()->messages()->size() == 1);
+}
+
+TEST_CASE("limits: sends above --send-rate/--send-burst get rate_limited and store nothing",
+          "[e2e]") {
+  TestServer server([](server::Config& c) {
+    c.send_rate = 1;  // one token a second: none comes back during the burst below
+    c.send_burst = 5;
+  });
+  const std::string p = unique_prefix("rl");
+  const std::string alice = p + "-alice", bob = p + "-bob", carol = p + "-carol";
+  TimedClient a(server.port()), b(server.port()), c(server.port());
+  a.hello(alice);
+  b.hello(bob);
+  c.hello(carol);
+
+  // Twenty pipelined sends: the burst is acked, the rest refused.
+  for (std::uint64_t i = 1; i <= 20; ++i) {
+    a.write(protocol::encode_send(a.next_id(), bob, i, "m" + std::to_string(i)));
+  }
+  int acked = 0, limited = 0;
+  std::uint32_t retry_after = 0;
+  for (int i = 0; i < 20; ++i) {
+    auto r = a.read();
+    REQUIRE(r);
+    if (r->frame()->body_type() == wire::Body::SendAck) {
+      ++acked;
+    } else {
+      REQUIRE(r->frame()->body_type() == wire::Body::Error);
+      const auto* e = r->frame()->body_as_Error();
+      CHECK(e->code() == wire::ErrorCode::RateLimited);
+      CHECK(r->frame()->request_id() != 0);  // an answer, not a fatal error
+      retry_after = std::max(retry_after, e->retry_after_ms());
+      ++limited;
+    }
+  }
+  CHECK(acked == 5);
+  CHECK(limited == 15);
+  CHECK(retry_after > 0);
+  CHECK(retry_after <= 1000);
+  CHECK(inbox_size(b) == 5);  // nothing refused was stored
+
+  // Another user has their own bucket; the limited connection stays usable.
+  require_ack(c.send(bob, 1, "from carol"));
+  require_pong(a, 1);
+
+  // After the hinted wait, a retry of a refused send (same client_msg_id) goes through.
+  std::this_thread::sleep_for(std::chrono::milliseconds(retry_after + 50));
+  require_ack(a.send(bob, 6, "m6"));
+  CHECK(inbox_size(b) == 7);
+}
