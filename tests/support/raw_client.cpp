@@ -1,5 +1,10 @@
 #include "tests/support/raw_client.hpp"
 
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <stdexcept>
 
 #include <asio/connect.hpp>
@@ -35,36 +40,41 @@ std::optional<Received> RawClient::read(std::chrono::milliseconds timeout) {
       }
       return r;
     }
-    // Wait for data with a deadline, without async machinery: poll + read_some.
-    const auto left = deadline - std::chrono::steady_clock::now();
-    if (left <= std::chrono::steady_clock::duration::zero()) return std::nullopt;
-    socket_.non_blocking(false);
-    ::timeval tv{};
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(left).count();
-    tv.tv_sec = ms / 1000;
-    tv.tv_usec = static_cast<suseconds_t>((ms % 1000) * 1000);
-    ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    std::uint8_t chunk[65536];
-    std::error_code ec;
-    const std::size_t n = socket_.read_some(asio::buffer(chunk), ec);
-    if (ec == asio::error::eof || ec == asio::error::connection_reset) return std::nullopt;
-    if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
-    if (ec) return std::nullopt;
-    buffer_.insert(buffer_.end(), chunk, chunk + n);
+    // Wait for data with a deadline: poll, then recv. (SO_RCVTIMEO does not
+    // work here: asio's blocking read_some waits in poll(-1) on its own.)
+    const int n = receive_some(deadline);
+    if (n <= 0) return std::nullopt;  // closed, failed, or the deadline passed
   }
 }
 
 bool RawClient::closed_by_server(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    std::uint8_t chunk[4096];
-    std::error_code ec;
-    ::timeval tv{0, 100000};
-    ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    socket_.read_some(asio::buffer(chunk), ec);
-    if (ec == asio::error::eof || ec == asio::error::connection_reset) return true;
+  for (;;) {
+    const int n = receive_some(deadline);
+    if (n < 0) return true;    // closed or reset
+    if (n == 0) return false;  // still open at the deadline
+    buffer_.clear();           // frames before the close are discarded
   }
-  return false;
+}
+
+int RawClient::receive_some(std::chrono::steady_clock::time_point deadline) {
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return 0;
+    ::pollfd p{socket_.native_handle(), POLLIN, 0};
+    const int ready = ::poll(&p, 1, static_cast<int>(std::min<std::int64_t>(left.count(), 1000)));
+    if (ready < 0 && errno != EINTR) return -1;
+    if (ready <= 0) continue;
+    std::uint8_t chunk[65536];
+    const ssize_t n = ::recv(socket_.native_handle(), chunk, sizeof chunk, 0);
+    if (n > 0) {
+      buffer_.insert(buffer_.end(), chunk, chunk + n);
+      return static_cast<int>(n);
+    }
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    return -1;  // 0: orderly close; < 0: reset or error
+  }
 }
 
 void RawClient::hello(const std::string& user) {

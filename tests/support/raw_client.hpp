@@ -48,6 +48,9 @@ class RawClient {
   std::uint64_t next_id() { return ++request_id_; }
 
  private:
+  /// Appends what arrives to buffer_: bytes read, 0 at the deadline, -1 when
+  /// the server closed or reset the connection.
+  int receive_some(std::chrono::steady_clock::time_point deadline);
   asio::io_context io_;
   asio::ip::tcp::socket socket_;
   std::vector<std::uint8_t> buffer_;

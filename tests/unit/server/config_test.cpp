@@ -31,7 +31,7 @@ TEST_CASE("defaults validate and flags override", "[unit][config]") {
   CHECK(c.threads == 3);
 }
 
-TEST_CASE("environment variables fill settings; flags win", "[unit][config]") {
+TEST_CASE("environment variables fill settings, and flags win over them", "[unit][config]") {
   ::setenv("IM_BATCH_DELAY_US", "777", 1);
   ::setenv("IM_BATCH_MAX", "12", 1);
   Config c;
