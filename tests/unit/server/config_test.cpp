@@ -116,3 +116,53 @@ TEST_CASE("waiters wake only the inboxes that changed", "[unit][service]") {
   w.notify_all();
   CHECK(carol == 1);
 }
+
+TEST_CASE("limit flags: defaults, flags, environment and bad values", "[unit][config]") {
+  Config d;
+  REQUIRE(parse({}, d).action == ParseResult::Action::run);
+  CHECK(d.max_connections == 50000);
+  CHECK(d.max_connections_per_ip == 1000);
+  CHECK(d.handshake_timeout_ms == 10000);
+  CHECK(d.frame_timeout_ms == 10000);
+  CHECK(d.idle_timeout_ms == 300000);
+  CHECK(d.send_rate == 10000);
+  CHECK(d.send_burst == 20000);
+
+  ::setenv("IM_IDLE_TIMEOUT_MS", "1234", 1);
+  ::setenv("IM_SEND_RATE", "2.5", 1);
+  ::setenv("IM_MAX_CONNECTIONS_PER_IP", "7", 1);
+  Config c;
+  REQUIRE(parse({"--max-connections", "100", "--handshake-timeout-ms", "0", "--frame-timeout-ms",
+                 "250", "--send-burst", "3", "--max-connections-per-ip", "9"},
+                c)
+              .action == ParseResult::Action::run);
+  ::unsetenv("IM_IDLE_TIMEOUT_MS");
+  ::unsetenv("IM_SEND_RATE");
+  ::unsetenv("IM_MAX_CONNECTIONS_PER_IP");
+  CHECK(c.max_connections == 100);
+  CHECK(c.max_connections_per_ip == 9);  // the flag wins
+  CHECK(c.handshake_timeout_ms == 0);
+  CHECK(c.frame_timeout_ms == 250);
+  CHECK(c.idle_timeout_ms == 1234);
+  CHECK(c.send_rate == 2.5);
+  CHECK(c.send_burst == 3);
+  CHECK(describe(c).find("idle_timeout_ms=1234") != std::string::npos);
+
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"--max-connections", "0"},
+           {"--max-connections", "-1"},
+           {"--max-connections-per-ip", "x"},
+           {"--handshake-timeout-ms", "3600001"},
+           {"--frame-timeout-ms", "-5"},
+           {"--idle-timeout-ms", "86400001"},
+           {"--send-rate", "-1"},
+           {"--send-rate", "nan"},
+           {"--send-rate", "inf"},
+           {"--send-burst", "0"}}) {
+    Config bad;
+    const auto r = parse(args, bad);
+    INFO(args[0] << " " << args[1]);
+    CHECK(r.action == ParseResult::Action::exit);
+    CHECK(r.exit_code != 0);
+  }
+}

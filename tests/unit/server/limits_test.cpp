@@ -1,6 +1,6 @@
 // Unit: the pieces behind the connection and send limits — the per-user token
-// bucket (driven by an injected clock), the connection caps, the log throttle,
-// and the configuration of all of them.
+// bucket (driven by an injected clock), the connection caps and the log
+// throttle. Their flags are tested with the others in config_test.cpp.
 #include <catch2/catch.hpp>
 
 #include <sys/resource.h>
@@ -10,7 +10,6 @@
 #include <thread>
 #include <vector>
 
-#include "server/app/config.hpp"
 #include "server/net/connection_limiter.hpp"
 #include "server/net/fd_limit.hpp"
 #include "server/service/log_throttle.hpp"
@@ -33,13 +32,6 @@ int allowed_in_a_row(RateLimiter& limiter, const std::string& key, Clock::time_p
   int n = 0;
   while (limiter.acquire(key, now).allowed && n < 1000000) ++n;
   return n;
-}
-
-ParseResult parse(std::vector<std::string> args, Config& c) {
-  args.insert(args.begin(), "im-server");
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  return parse_config(static_cast<int>(argv.size()), argv.data(), c);
 }
 
 }  // namespace
@@ -210,54 +202,4 @@ TEST_CASE("log throttle: one line per interval, counting what it held back", "[u
   CHECK(throttle.note(t0 + 1500ms) == 0);
   CHECK(throttle.note(t0 + 2s) == 2);
   CHECK(throttle.total() == 103);
-}
-
-TEST_CASE("limit flags: defaults, flags, environment and bad values", "[unit][config]") {
-  Config d;
-  REQUIRE(parse({}, d).action == ParseResult::Action::run);
-  CHECK(d.max_connections == 50000);
-  CHECK(d.max_connections_per_ip == 1000);
-  CHECK(d.handshake_timeout_ms == 10000);
-  CHECK(d.frame_timeout_ms == 10000);
-  CHECK(d.idle_timeout_ms == 300000);
-  CHECK(d.send_rate == 10000);
-  CHECK(d.send_burst == 20000);
-
-  ::setenv("IM_IDLE_TIMEOUT_MS", "1234", 1);
-  ::setenv("IM_SEND_RATE", "2.5", 1);
-  ::setenv("IM_MAX_CONNECTIONS_PER_IP", "7", 1);
-  Config c;
-  REQUIRE(parse({"--max-connections", "100", "--handshake-timeout-ms", "0", "--frame-timeout-ms",
-                 "250", "--send-burst", "3", "--max-connections-per-ip", "9"},
-                c)
-              .action == ParseResult::Action::run);
-  ::unsetenv("IM_IDLE_TIMEOUT_MS");
-  ::unsetenv("IM_SEND_RATE");
-  ::unsetenv("IM_MAX_CONNECTIONS_PER_IP");
-  CHECK(c.max_connections == 100);
-  CHECK(c.max_connections_per_ip == 9);  // the flag wins
-  CHECK(c.handshake_timeout_ms == 0);
-  CHECK(c.frame_timeout_ms == 250);
-  CHECK(c.idle_timeout_ms == 1234);
-  CHECK(c.send_rate == 2.5);
-  CHECK(c.send_burst == 3);
-  CHECK(describe(c).find("idle_timeout_ms=1234") != std::string::npos);
-
-  for (const auto& args : std::vector<std::vector<std::string>>{
-           {"--max-connections", "0"},
-           {"--max-connections", "-1"},
-           {"--max-connections-per-ip", "x"},
-           {"--handshake-timeout-ms", "3600001"},
-           {"--frame-timeout-ms", "-5"},
-           {"--idle-timeout-ms", "86400001"},
-           {"--send-rate", "-1"},
-           {"--send-rate", "nan"},
-           {"--send-rate", "inf"},
-           {"--send-burst", "0"}}) {
-    Config bad;
-    const auto r = parse(args, bad);
-    INFO(args[0] << " " << args[1]);
-    CHECK(r.action == ParseResult::Action::exit);
-    CHECK(r.exit_code != 0);
-  }
 }
