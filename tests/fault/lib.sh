@@ -42,22 +42,35 @@ start_services() {
   source "$work/svc/env"
 }
 
-# start_server NAME [im-server flags...]; IM_FAULTS in the environment passes through.
-start_server() {
+# launch_server NAME [im-server flags...]: starts it and waits until it accepts
+# connections; returns 1 if it exits first (a crash point may kill it at once).
+# IM_FAULTS in the environment passes through.
+launch_server() {
   local name=$1; shift
   if [ -z "${server_port[$name]:-}" ]; then
     server_port[$name]=$(source "$services"; im_free_port)
   fi
+  local log="$work/server-$name.log" starts
+  starts=$(grep -c "listening on" "$log" 2>/dev/null || true)
   "$server_bin" --listen "127.0.0.1:${server_port[$name]}" --pg-url "$IM_TEST_PG_URL" \
     --redis-url "$IM_TEST_REDIS_URL" --threads 2 --pg-pool 2 --gap-fill-ms 1000 "$@" \
-    >>"$work/server-$name.log" 2>&1 &
+    >>"$log" 2>&1 &
   server_pid[$name]=$!
   for _ in $(seq 100); do
-    grep -q "listening on" "$work/server-$name.log" 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/${server_port[$name]}") 2>/dev/null && return 0
-    kill -0 "${server_pid[$name]}" 2>/dev/null || break
+    if [ "$(grep -c "listening on" "$log" 2>/dev/null || true)" -gt "${starts:-0}" ] &&
+       (exec 3<>"/dev/tcp/127.0.0.1/${server_port[$name]}") 2>/dev/null; then
+      return 0
+    fi
+    kill -0 "${server_pid[$name]}" 2>/dev/null || return 1
     sleep 0.1
   done
-  fail "server $name did not start"
+  return 1
+}
+
+# start_server NAME [im-server flags...]: launch_server, and the scenario fails
+# if the server does not come up.
+start_server() {
+  launch_server "$@" || fail "server $1 did not start"
 }
 
 # Keeps server NAME running: restarts it whenever it dies (crash fault points).
