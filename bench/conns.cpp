@@ -24,6 +24,7 @@
 
 #include "protocol/frame_codec.hpp"
 #include "protocol/frames.hpp"
+#include "server/auth/token.hpp"
 
 using namespace im;
 
@@ -34,6 +35,8 @@ struct Holder {
   asio::ip::tcp::endpoint server;
   std::vector<asio::ip::address> sources;
   std::string prefix;
+  /// The deployment's keys (IM_AUTH_SECRET), when the server checks tokens.
+  std::shared_ptr<const auth::KeyRing> keys = auth::KeyRing::from_file_or_env("");
   std::size_t total = 0, started = 0, held = 0, failed = 0, in_progress = 0;
   std::size_t window = 256;  // connects in flight at once
   std::vector<std::unique_ptr<asio::ip::tcp::socket>> sockets;
@@ -70,7 +73,10 @@ struct Holder {
     c->socket->open(asio::ip::tcp::v4(), ec);
     if (!ec) c->socket->bind({sources[i % sources.size()], 0}, ec);
     if (ec) return done_one(false, "open/bind: " + ec.message());
-    c->hello = protocol::encode_hello(1, prefix + "-" + std::to_string(i), "", "im-bench-conns/0.1");
+    const std::string user = prefix + "-" + std::to_string(i);
+    const std::string token =
+        keys ? auth::issue_token(keys->signing_key(), user, auth::unix_now_s() + 3600) : "";
+    c->hello = protocol::encode_hello(1, user, token, "im-bench-conns/0.1");
     c->socket->async_connect(server, [this, c](const std::error_code& e) {
       if (e) return done_one(false, "connect: " + e.message());
       asio::async_write(*c->socket, asio::buffer(c->hello.data(), c->hello.size()),

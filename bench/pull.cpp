@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "client/client.hpp"
+#include "server/auth/token.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"im-bench-pull: time reading a whole inbox by cursor"};
@@ -30,6 +31,10 @@ int main(int argc, char** argv) {
   o.port = servers->front().port;
   o.user = user;
   o.client_name = "im-bench-pull/0.1";
+  // The deployment's keys (IM_AUTH_SECRET), when the server checks tokens.
+  if (auto keys = im::auth::KeyRing::from_file_or_env("")) {
+    o.token = im::auth::issue_token(keys->signing_key(), user, im::auth::unix_now_s() + 3600);
+  }
   im::client::Client c(o);
   if (auto w = c.connect(); !w) {
     std::cerr << "im-bench-pull: " << w.error().to_string() << "\n";

@@ -265,6 +265,18 @@ struct AsyncClient::Impl : std::enable_shared_from_this<AsyncClient::Impl> {
     rbuf.assign(64 * 1024, 0);
     rbuf_used = 0;
     start_read(gen);
+    if (opt.anonymous) {
+      // Register/Login only: the connection is usable at once.
+      connect_timer.cancel();
+      state = State::ready;
+      backoff = std::chrono::milliseconds(0);
+      welcome = Welcome{};
+      auto welcomes = std::move(on_welcome);
+      on_welcome.clear();
+      for (auto& cb : welcomes) cb(welcome);
+      flush_unsent();
+      return;
+    }
     // Hello goes first, ahead of every queued request.
     const std::uint64_t id = ++next_id;
     Pending& p = pending[id];
@@ -282,7 +294,9 @@ struct AsyncClient::Impl : std::enable_shared_from_this<AsyncClient::Impl> {
       welcome.server_name = w->server_name() ? w->server_name()->str() : "";
       welcome.session_id = w->session_id();
       welcome.limits = {w->max_frame_bytes(), w->max_body_bytes(), w->max_pull_limit(),
-                        w->max_wait_ms()};
+                        w->max_wait_ms(), w->idle_timeout_ms()};
+      welcome.user = w->user() ? w->user()->str() : opt.user;
+      welcome.token_expires_at_us = w->token_expires_at_us();
       connect_timer.cancel();
       state = State::ready;
       backoff = std::chrono::milliseconds(0);
@@ -292,7 +306,8 @@ struct AsyncClient::Impl : std::enable_shared_from_this<AsyncClient::Impl> {
       flush_unsent();
     };
     p.on_error = [this](const Error& e) { connection_failed(e); };
-    write_queue.push_front(protocol::encode_hello(id, opt.user, opt.token, opt.client_name));
+    const std::string token = opt.token_source ? opt.token_source() : opt.token;
+    write_queue.push_front(protocol::encode_hello(id, opt.user, token, opt.client_name));
     start_write();
   }
 
@@ -534,6 +549,35 @@ void AsyncClient::ping(Callback<std::chrono::microseconds> done) {
           return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start);
         },
         std::move(done));
+  });
+}
+
+namespace {
+
+AuthGrant to_grant(const wire::Frame& f) {
+  const auto* a = f.body_as_AuthResult();
+  return AuthGrant{a->user() ? a->user()->str() : "", a->token() ? a->token()->str() : "",
+                   a->expires_at_us()};
+}
+
+}  // namespace
+
+void AsyncClient::register_account(std::string user, std::string password,
+                                   Callback<AuthGrant> done) {
+  asio::post(impl_->io, [impl = impl_, user = std::move(user), password = std::move(password),
+                         done = std::move(done)]() mutable {
+    impl->request<AuthGrant>(
+        [=](std::uint64_t id) { return protocol::encode_register(id, user, password); },
+        impl->opt.request_timeout, wire::Body::AuthResult, to_grant, std::move(done));
+  });
+}
+
+void AsyncClient::login(std::string user, std::string password, Callback<AuthGrant> done) {
+  asio::post(impl_->io, [impl = impl_, user = std::move(user), password = std::move(password),
+                         done = std::move(done)]() mutable {
+    impl->request<AuthGrant>(
+        [=](std::uint64_t id) { return protocol::encode_login(id, user, password); },
+        impl->opt.request_timeout, wire::Body::AuthResult, to_grant, std::move(done));
   });
 }
 

@@ -74,4 +74,13 @@ Result<std::chrono::microseconds> Client::ping() {
   return wait_for<std::chrono::microseconds>([&](auto cb) { async_.ping(std::move(cb)); });
 }
 
+Result<AuthGrant> Client::register_account(const std::string& user, const std::string& password) {
+  return wait_for<AuthGrant>(
+      [&](auto cb) { async_.register_account(user, password, std::move(cb)); });
+}
+
+Result<AuthGrant> Client::login(const std::string& user, const std::string& password) {
+  return wait_for<AuthGrant>([&](auto cb) { async_.login(user, password, std::move(cb)); });
+}
+
 }  // namespace im::client

@@ -51,7 +51,16 @@ struct Options {
   /// connection, so a retry leaves a server that stopped answering.
   std::vector<Endpoint> failover;
   std::string user;
+  /// Authentication token (im1:...), from Login/Register, `imctl token issue`
+  /// or the deployment's identity service. With a token, `user` may be empty
+  /// (the token names the user) or must be the token's user.
   std::string token;
+  /// No Hello: a connection only for Register and Login (which need no
+  /// session). Other requests on it get Unauthenticated.
+  bool anonymous = false;
+  /// When set, called for the token at every (re)connect instead of `token`:
+  /// lets a long-lived client present a fresh token after the old one expired.
+  std::function<std::string()> token_source;
   std::string client_name = "libimclient/0.1";
   std::chrono::milliseconds connect_timeout{3000};
   /// Per request; a Pull waits wait_ms on top of this.
@@ -122,6 +131,15 @@ struct Welcome {
   std::string server_name;
   std::uint64_t session_id = 0;
   protocol::ServerLimits limits;
+  std::string user;                     // who the server says the session is
+  std::int64_t token_expires_at_us = 0;  // 0: never
+};
+
+/// A token handed out by Register or Login.
+struct AuthGrant {
+  std::string user;
+  std::string token;
+  std::int64_t expires_at_us = 0;
 };
 
 /// Parses "HOST:PORT[,HOST:PORT...]" (an IPv6 host in brackets: "[::1]:7400").
@@ -150,6 +168,11 @@ class AsyncClient {
                Callback<HistoryPage> done);
   /// Round-trip time of a Ping.
   void ping(Callback<std::chrono::microseconds> done);
+  /// Creates a password account and returns a token for it (use an
+  /// anonymous client, or any session). Not retried: the caller decides.
+  void register_account(std::string user, std::string password, Callback<AuthGrant> done);
+  /// Exchanges a password for a token.
+  void login(std::string user, std::string password, Callback<AuthGrant> done);
   /// Opens the connection now (otherwise the first request does).
   void connect(Callback<Welcome> done);
   /// Closes the connection; pending requests fail with Kind::closed.
@@ -173,6 +196,8 @@ class Client {
   Result<HistoryPage> history(const std::string& peer, std::int64_t cursor, std::uint32_t limit,
                               bool reverse);
   Result<std::chrono::microseconds> ping();
+  Result<AuthGrant> register_account(const std::string& user, const std::string& password);
+  Result<AuthGrant> login(const std::string& user, const std::string& password);
   void close() { async_.close(); }
 
   AsyncClient& async() { return async_; }

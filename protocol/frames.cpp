@@ -54,13 +54,38 @@ OutFrame encode_hello(std::uint64_t request_id, std::string_view user, std::stri
 
 OutFrame encode_welcome(std::uint64_t request_id, std::string_view server_name,
                         std::uint64_t session_id, const ServerLimits& limits,
-                        std::int64_t server_time_us) {
-  fb::FlatBufferBuilder b(256);
+                        std::int64_t server_time_us, const SessionIdentity& identity) {
+  fb::FlatBufferBuilder b(256 + identity.user.size());
   const auto name = str(b, server_name);
+  const auto user = str(b, identity.user);
   return finish(b, request_id,
                 wire::CreateWelcome(b, kProtocolVersion, name, session_id, limits.max_frame_bytes,
                                     limits.max_body_bytes, limits.max_pull_limit,
-                                    limits.max_wait_ms, server_time_us));
+                                    limits.max_wait_ms, server_time_us, user,
+                                    identity.token_expires_at_us, limits.idle_timeout_ms));
+}
+
+OutFrame encode_register(std::uint64_t request_id, std::string_view user,
+                         std::string_view password) {
+  fb::FlatBufferBuilder b(128 + user.size() + password.size());
+  const auto u = str(b, user);
+  const auto p = str(b, password);
+  return finish(b, request_id, wire::CreateRegister(b, u, p));
+}
+
+OutFrame encode_login(std::uint64_t request_id, std::string_view user, std::string_view password) {
+  fb::FlatBufferBuilder b(128 + user.size() + password.size());
+  const auto u = str(b, user);
+  const auto p = str(b, password);
+  return finish(b, request_id, wire::CreateLogin(b, u, p));
+}
+
+OutFrame encode_auth_result(std::uint64_t request_id, std::string_view user,
+                            std::string_view token, std::int64_t expires_at_us) {
+  fb::FlatBufferBuilder b(128 + user.size() + token.size());
+  const auto u = str(b, user);
+  const auto t = str(b, token);
+  return finish(b, request_id, wire::CreateAuthResult(b, u, t, expires_at_us));
 }
 
 OutFrame encode_send(std::uint64_t request_id, std::string_view receiver,
@@ -146,6 +171,7 @@ const char* error_code_name(wire::ErrorCode code) {
     case wire::ErrorCode::Internal: return "internal";
     case wire::ErrorCode::ProtocolError: return "protocol_error";
     case wire::ErrorCode::Busy: return "busy";
+    case wire::ErrorCode::AlreadyExists: return "already_exists";
   }
   return "unknown";
 }

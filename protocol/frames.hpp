@@ -20,7 +20,7 @@ OutFrame encode_hello(std::uint64_t request_id, std::string_view user, std::stri
                       std::string_view client_name);
 OutFrame encode_welcome(std::uint64_t request_id, std::string_view server_name,
                         std::uint64_t session_id, const ServerLimits& limits,
-                        std::int64_t server_time_us);
+                        std::int64_t server_time_us, const SessionIdentity& identity = {});
 OutFrame encode_send(std::uint64_t request_id, std::string_view receiver,
                      std::uint64_t client_msg_id, std::string_view body);
 OutFrame encode_send_ack(std::uint64_t request_id, const SendAckRecord& ack);
@@ -32,6 +32,11 @@ OutFrame encode_history(std::uint64_t request_id, std::string_view peer, std::in
                         std::uint32_t limit, bool reverse);
 OutFrame encode_history_result(std::uint64_t request_id, std::span<const MessageRecord> messages,
                                std::int64_t next_cursor, bool has_more);
+OutFrame encode_register(std::uint64_t request_id, std::string_view user,
+                         std::string_view password);
+OutFrame encode_login(std::uint64_t request_id, std::string_view user, std::string_view password);
+OutFrame encode_auth_result(std::uint64_t request_id, std::string_view user,
+                            std::string_view token, std::int64_t expires_at_us);
 OutFrame encode_ping(std::uint64_t request_id, std::uint64_t nonce);
 OutFrame encode_pong(std::uint64_t request_id, std::uint64_t nonce, std::int64_t server_time_us);
 OutFrame encode_error(std::uint64_t request_id, wire::ErrorCode code, std::string_view message,

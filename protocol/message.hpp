@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace im::protocol {
 
@@ -33,6 +34,13 @@ struct ServerLimits {
   std::uint32_t max_body_bytes = 0;
   std::uint32_t max_pull_limit = 0;
   std::uint32_t max_wait_ms = 0;
+  std::uint32_t idle_timeout_ms = 0;  // 0: no idle limit
+};
+
+/// Who a session is, as Welcome reports it.
+struct SessionIdentity {
+  std::string_view user;
+  std::int64_t token_expires_at_us = 0;  // 0: no expiry (--auth none)
 };
 
 }  // namespace im::protocol

@@ -1,6 +1,7 @@
 #include "server/app/config.hpp"
 
 #include <charconv>
+#include <cstdlib>
 #include <cmath>
 #include <iostream>
 #include <stdexcept>
@@ -75,6 +76,25 @@ void validate(Config& c) {
   require(std::isfinite(c.send_rate) && c.send_rate >= 0 && c.send_rate <= 10000000,
           "--send-rate must be 0-10000000 messages/s (0: unlimited)");
   require(c.send_burst >= 1 && c.send_burst <= 10000000, "--send-burst must be 1-10000000");
+  require(c.auth == "token" || c.auth == "none", "--auth must be token or none");
+  if (c.auth == "token") {
+    require(!c.auth_secret_file.empty() || !c.auth_secret.empty(),
+            "--auth token needs signing keys: --auth-secret-file FILE or IM_AUTH_SECRET "
+            "(KEY_ID=SECRET, e.g. k1=$(openssl rand -hex 32)); --auth none only for development");
+    require(c.auth_secret_file.empty() || c.auth_secret.empty(),
+            "give the keys either in --auth-secret-file or in IM_AUTH_SECRET, not both");
+    c.keys = std::make_shared<const auth::KeyRing>(
+        c.auth_secret_file.empty() ? auth::KeyRing::parse(c.auth_secret, "IM_AUTH_SECRET")
+                                   : auth::KeyRing::load_file(c.auth_secret_file));
+  } else {
+    c.keys.reset();
+  }
+  require(c.registration == "open" || c.registration == "closed",
+          "--registration must be open or closed");
+  const auto ttl = auth::parse_duration_s(c.login_token_ttl);
+  require(ttl.has_value(), "--login-token-ttl must be a duration such as 900s, 30m, 24h or 7d");
+  c.login_token_ttl_s = *ttl;
+  require(c.auth_threads >= 1 && c.auth_threads <= 64, "--auth-threads must be 1-64");
   static const char* kLevels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
   require(std::find(std::begin(kLevels), std::end(kLevels), c.log_level) != std::end(kLevels),
           "--log-level must be one of trace, debug, info, warn, error, critical, off");
@@ -86,12 +106,16 @@ std::string describe(const Config& c) {
       "queue_capacity={} max_frame_bytes={} max_body_bytes={} max_pull_limit={} max_wait_ms={} "
       "gap_fill_ms={} pg_pool={} drain_timeout_ms={} max_connections={} max_connections_per_ip={} "
       "handshake_timeout_ms={} frame_timeout_ms={} idle_timeout_ms={} send_rate={} send_burst={} "
-      "log_level={}",
+      "auth={}{} registration={} login_token_ttl={} auth_threads={} log_level={}",
       c.listen, mask_url_password(c.pg_url), mask_url_password(c.redis_url), c.threads,
       c.batch_max, c.batch_delay_us, c.queue_capacity, c.max_frame_bytes, c.max_body_bytes,
       c.max_pull_limit, c.max_wait_ms, c.gap_fill_ms, c.pg_pool, c.drain_timeout_ms,
       c.max_connections, c.max_connections_per_ip, c.handshake_timeout_ms, c.frame_timeout_ms,
-      c.idle_timeout_ms, c.send_rate, c.send_burst, c.log_level);
+      c.idle_timeout_ms, c.send_rate, c.send_burst, c.auth,
+      c.keys ? fmt::format(" ({} key(s), signing with '{}')", c.keys->keys().size(),
+                           c.keys->signing_key().id)
+             : std::string(),
+      c.registration, c.login_token_ttl, c.auth_threads, c.log_level);
 }
 
 ParseResult parse_config(int argc, char** argv, Config& c) {
@@ -139,11 +163,26 @@ ParseResult parse_config(int argc, char** argv, Config& c) {
   opt("--send-burst", c.send_burst, "IM_SEND_BURST",
       "per-user send burst: the bucket size, i.e. how many sends a user who has been quiet "
       "may make back to back before --send-rate applies");
+  opt("--auth", c.auth, "IM_AUTH",
+      "token: Hello must carry a token signed with one of the keys; none: Hello's user is "
+      "trusted (development only; logs a warning)");
+  opt("--auth-secret-file", c.auth_secret_file, "IM_AUTH_SECRET_FILE",
+      "signing keys, one KEY_ID=SECRET per line (secret >= 32 bytes); the first signs new "
+      "tokens, all verify (rotation: list the new key first, drop the old one once its tokens "
+      "expired). Or put the same entries in the IM_AUTH_SECRET environment variable");
+  opt("--registration", c.registration, "IM_REGISTRATION",
+      "open: anyone may Register a password account; closed: Register is refused");
+  opt("--login-token-ttl", c.login_token_ttl, "IM_LOGIN_TOKEN_TTL",
+      "lifetime of tokens handed out by Register and Login (900s, 30m, 24h, 7d)");
+  opt("--auth-threads", c.auth_threads, "IM_AUTH_THREADS",
+      "threads hashing passwords (Argon2id, 64 MiB each while hashing): the cap on what "
+      "Register and Login can cost");
   opt("--log-level", c.log_level, "IM_LOG_LEVEL", "trace, debug, info, warn, error, critical, off");
   opt("--port-file", c.port_file, "IM_PORT_FILE", "write the bound port to this file once listening");
   opt("--server-name", c.server_name, "IM_SERVER_NAME", "name sent to clients in Welcome");
   app.add_flag("--check-config", c.check_config,
                "validate the configuration, print it and exit (connects to nothing)");
+  if (const char* secret = std::getenv("IM_AUTH_SECRET")) c.auth_secret = secret;
   try {
     app.parse(argc, argv);
     validate(c);

@@ -4,7 +4,10 @@
 // validated once at start-up.
 
 #include <cstdint>
+#include <memory>
 #include <string>
+
+#include "server/auth/token.hpp"
 
 namespace im::server {
 
@@ -32,6 +35,14 @@ struct Config {
   // Per-user send rate limit (token bucket): messages/s sustained (0: off) and burst.
   double send_rate = 10000;
   std::uint32_t send_burst = 20000;
+  // Authentication: "token" (Hello must carry a token signed with one of the
+  // keys) or "none" (development: Hello's user is trusted).
+  std::string auth = "token";
+  std::string auth_secret_file;  // key file: KEY_ID=SECRET per line
+  std::string auth_secret;       // the same entries, from IM_AUTH_SECRET only (never argv)
+  std::string registration = "open";  // open | closed (password accounts)
+  std::string login_token_ttl = "24h";
+  std::uint32_t auth_threads = 1;  // Argon2id hashing threads (64 MiB each while hashing)
   std::string log_level = "info";
   std::string port_file;
   std::string server_name = "im-server";
@@ -40,6 +51,8 @@ struct Config {
   // Filled by validate():
   std::string listen_host;
   std::uint16_t listen_port = 0;
+  std::shared_ptr<const auth::KeyRing> keys;  // null under --auth none
+  std::int64_t login_token_ttl_s = 0;
 };
 
 /// Outcome of parsing the command line.

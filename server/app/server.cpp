@@ -13,6 +13,7 @@
 #include "server/service/waiters.hpp"
 #include "server/storage/fault_points.hpp"
 #include "server/storage/group_commit_writer.hpp"
+#include "server/storage/pg_account_store.hpp"
 #include "server/storage/pg_reader_pool.hpp"
 #include "server/storage/redis_commit_bus.hpp"
 #include "server/storage/schema.hpp"
@@ -91,7 +92,23 @@ void Server::start() {
   limits.max_wait_ms = config_.max_wait_ms;
   limits.send_rate = config_.send_rate;
   limits.send_burst = config_.send_burst;
-  service_ = std::make_unique<Service>(limits, *writer_, *reader_, *waiters_, config_.server_name);
+  limits.idle_timeout_ms = config_.idle_timeout_ms;
+  ServiceAuth auth;
+  if (config_.keys) {
+    AccountStoreOptions aopt;
+    aopt.pg = pg;
+    aopt.threads = config_.auth_threads;
+    accounts_ = std::make_unique<PgAccountStore>(aopt);
+    auth.keys = config_.keys.get();
+    auth.accounts = accounts_.get();
+    auth.registration_open = config_.registration == "open";
+    auth.login_token_ttl = std::chrono::seconds(config_.login_token_ttl_s);
+  } else {
+    log->warn("--auth none: Hello's user is taken on trust, anyone can act as anyone; "
+              "for development only");
+  }
+  service_ = std::make_unique<Service>(limits, *writer_, *reader_, *waiters_, config_.server_name,
+                                       auth);
 
   std::vector<asio::io_context*> contexts;
   for (unsigned i = 0; i < config_.threads; ++i) {
@@ -123,6 +140,7 @@ void Server::start() {
   bus_->start();
   writer_->start();
   reader_->start();
+  if (accounts_) accounts_->start();
   for (auto& io : io_) {
     io_threads_.emplace_back([ctx = io.get()] { ctx->run(); });
   }
@@ -150,6 +168,7 @@ void Server::stop() {
     log->warn("{} connection(s) still open after the drain timeout; closing", left);
   }
   reader_->stop();
+  if (accounts_) accounts_->stop();
   bus_->stop();
   work_.clear();
   for (auto& io : io_) io->stop();

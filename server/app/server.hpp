@@ -21,6 +21,7 @@ namespace im::server {
 
 class GroupCommitWriter;
 class PgReaderPool;
+class PgAccountStore;
 class Waiters;
 class RedisCommitBus;
 class Service;
@@ -52,6 +53,7 @@ class Server {
   std::unique_ptr<RedisCommitBus> bus_;
   std::unique_ptr<GroupCommitWriter> writer_;
   std::unique_ptr<PgReaderPool> reader_;
+  std::unique_ptr<PgAccountStore> accounts_;
   std::unique_ptr<Service> service_;
   std::vector<std::unique_ptr<asio::io_context>> io_;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work_;

@@ -27,6 +27,8 @@ class Connection {
 
   // Session state, touched only on the connection's executor.
   std::string user;  // empty until Hello
+  /// When the session's token expires (µs since the epoch); 0: never.
+  std::int64_t auth_expires_us = 0;
   bool closing = false;
 };
 

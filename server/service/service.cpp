@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "protocol/validate.hpp"
+#include "server/auth/password.hpp"
 #include "server/service/pull_operation.hpp"
 
 namespace im::server {
@@ -40,13 +41,15 @@ wire::ErrorCode to_error_code(StoreCode code) {
 }
 
 Service::Service(ServiceLimits limits, MessageWriter& writer, MessageReader& reader,
-                 Waiters& waiters, std::string server_name)
+                 Waiters& waiters, std::string server_name, ServiceAuth auth)
     : limits_(limits),
       writer_(writer),
       reader_(reader),
       waiters_(waiters),
       server_name_(std::move(server_name)),
-      send_limiter_(RateLimiter::Options{limits.send_rate, limits.send_burst}) {}
+      auth_(auth),
+      send_limiter_(RateLimiter::Options{limits.send_rate, limits.send_burst}),
+      attempt_limiter_(RateLimiter::Options{auth.attempt_rate, auth.attempt_burst}) {}
 
 void Service::begin_shutdown() {
   shutting_down_.store(true);
@@ -64,6 +67,14 @@ void Service::handle(const std::shared_ptr<Connection>& conn, const wire::Frame&
     return conn->respond(protocol::encode_pong(rid, ping->nonce(), wall_clock_us()));
   }
   if (type == wire::Body::Hello) return on_hello(conn, rid, *frame.body_as_Hello());
+  if (type == wire::Body::Register) {
+    const auto* m = frame.body_as_Register();
+    return on_account(conn, rid, true, m->user(), m->password());
+  }
+  if (type == wire::Body::Login) {
+    const auto* m = frame.body_as_Login();
+    return on_account(conn, rid, false, m->user(), m->password());
+  }
   if (type == wire::Body::NONE) {
     return conn->respond(encode_error(rid, ErrorCode::BadRequest, "frame has no body"));
   }
@@ -73,6 +84,11 @@ void Service::handle(const std::shared_ptr<Connection>& conn, const wire::Frame&
   }
   if (conn->user.empty()) {
     return conn->respond(encode_error(rid, ErrorCode::Unauthenticated, "send Hello first"));
+  }
+  if (conn->auth_expires_us != 0 && wall_clock_us() >= conn->auth_expires_us) {
+    // The session lives only as long as its token: the client reconnects with a new one.
+    return conn->fail(encode_error(rid, ErrorCode::Unauthenticated,
+                                   "the session's token has expired; reconnect with a fresh token"));
   }
   switch (type) {
     case wire::Body::Send: return on_send(conn, rid, *frame.body_as_Send());
@@ -93,17 +109,45 @@ void Service::on_hello(const std::shared_ptr<Connection>& conn, std::uint64_t ri
         "unsupported protocol_version " + std::to_string(m.protocol_version()) + " (server speaks 1)"));
   }
   const std::string_view user = m.user() ? m.user()->string_view() : std::string_view{};
-  if (!protocol::valid_user_id(user)) {
-    return conn->respond(encode_error(rid, ErrorCode::BadRequest,
-                                      "user must be 1-64 bytes of letters, digits, '.', '_', '-'"));
+  const std::string_view token = m.token() ? m.token()->string_view() : std::string_view{};
+  if (auth_.keys == nullptr) {
+    // --auth none: the user is whoever Hello says (development only).
+    if (!protocol::valid_user_id(user)) {
+      return conn->respond(encode_error(
+          rid, ErrorCode::BadRequest, "user must be 1-64 bytes of letters, digits, '.', '_', '-'"));
+    }
+    conn->user.assign(user);
+  } else {
+    // An authentication failure closes the connection: guessing costs a
+    // connection (and its handshake) per try.
+    if (token.empty()) {
+      return conn->fail(encode_error(rid, ErrorCode::Unauthenticated,
+                                     "this server requires a token in Hello (from Login, or "
+                                     "`imctl token issue`)"));
+    }
+    const auto check = auth::verify_token(*auth_.keys, token, wall_clock_us() / 1000000);
+    if (check.status != auth::TokenCheck::Status::ok) {
+      if (const auto n = auth_failed_log_.note()) {
+        spdlog::get("svc")->warn("[s{}] hello refused: {} ({} refusal(s) since the last such line)",
+                                 conn->id(), check.message(), n);
+      }
+      return conn->fail(encode_error(rid, ErrorCode::Unauthenticated, check.message()));
+    }
+    if (!user.empty() && user != check.user) {
+      return conn->fail(encode_error(rid, ErrorCode::Forbidden,
+                                     "Hello's user differs from the token's user; a token "
+                                     "opens a session only for the user it names"));
+    }
+    conn->user = check.user;
+    conn->auth_expires_us = check.expires_at_s * 1000000;
   }
-  // Tokens are accepted but not yet checked (authentication is a later stage).
-  conn->user.assign(user);
   spdlog::get("svc")->info("[s{}] hello user={} client={}", conn->id(), conn->user,
                            m.client_name() ? m.client_name()->str() : "");
   const protocol::ServerLimits limits{limits_.max_frame_bytes, limits_.max_body_bytes,
-                                      limits_.max_pull_limit, limits_.max_wait_ms};
-  conn->respond(protocol::encode_welcome(rid, server_name_, conn->id(), limits, wall_clock_us()));
+                                      limits_.max_pull_limit, limits_.max_wait_ms,
+                                      limits_.idle_timeout_ms};
+  conn->respond(protocol::encode_welcome(rid, server_name_, conn->id(), limits, wall_clock_us(),
+                                         {conn->user, conn->auth_expires_us}));
 }
 
 void Service::on_send(const std::shared_ptr<Connection>& conn, std::uint64_t rid,
@@ -203,6 +247,76 @@ void Service::on_history(const std::shared_ptr<Connection>& conn, std::uint64_t 
     conn->respond(protocol::encode_history_result(rid, page.messages, page.next_cursor,
                                                   page.has_more));
   });
+}
+
+void Service::on_account(const std::shared_ptr<Connection>& conn, std::uint64_t rid, bool create,
+                         const flatbuffers::String* user_field,
+                         const flatbuffers::String* password_field) {
+  const char* what = create ? "registration" : "password login";
+  if (auth_.keys == nullptr || auth_.accounts == nullptr) {
+    return conn->respond(encode_error(rid, ErrorCode::Forbidden,
+                                      fmt::format("{} is not offered by this server", what)));
+  }
+  if (create && !auth_.registration_open) {
+    return conn->respond(
+        encode_error(rid, ErrorCode::Forbidden, "registration is closed on this server"));
+  }
+  const std::string_view user = user_field ? user_field->string_view() : std::string_view{};
+  if (!protocol::valid_user_id(user)) {
+    return conn->respond(encode_error(rid, ErrorCode::BadRequest,
+                                      "user must be 1-64 bytes of letters, digits, '.', '_', '-'"));
+  }
+  const std::string_view password =
+      password_field ? password_field->string_view() : std::string_view{};
+  if (create) {
+    if (auto problem = auth::password_problem(password); !problem.empty()) {
+      return conn->respond(encode_error(rid, ErrorCode::BadRequest, problem));
+    }
+  } else if (password.empty() || password.size() > auth::kMaxPasswordBytes) {
+    return conn->respond(encode_error(rid, ErrorCode::BadRequest, "password must be 1-1024 bytes"));
+  }
+  // Guessing passwords for one user id is slowed per user id, whatever the
+  // number of connections it comes from.
+  const auto decision = attempt_limiter_.acquire(user, std::chrono::steady_clock::now());
+  if (!decision.allowed) {
+    const auto retry_ms =
+        static_cast<std::uint32_t>(std::min<std::int64_t>(decision.retry_after.count(), 60000));
+    return conn->respond(encode_error(
+        rid, ErrorCode::RateLimited,
+        fmt::format("too many {} attempts for this user id; retry after {} ms", what, retry_ms),
+        retry_ms));
+  }
+  const auto keys = auth_.keys;
+  const auto ttl = auth_.login_token_ttl;
+  auto done = [conn, rid, create, keys, ttl, user = std::string(user)](const StoreStatus& status,
+                                                                      AccountOutcome outcome) {
+    if (!status.ok()) {
+      return conn->respond(encode_error(rid, to_error_code(status.code), status.message,
+                                        retry_hint_ms(status.code)));
+    }
+    if (outcome == AccountOutcome::exists) {
+      return conn->respond(
+          encode_error(rid, ErrorCode::AlreadyExists, "user id '" + user + "' is taken"));
+    }
+    if (outcome == AccountOutcome::bad_credentials) {
+      spdlog::get("svc")->info("[s{}] login refused for user={}", conn->id(), user);
+      return conn->respond(
+          encode_error(rid, ErrorCode::Unauthenticated, "unknown user or wrong password"));
+    }
+    const std::int64_t expires_s = wall_clock_us() / 1000000 + ttl.count();
+    const std::string token = auth::issue_token(keys->signing_key(), user, expires_s);
+    spdlog::get("svc")->info("[s{}] {} user={}", conn->id(), create ? "registered" : "logged in",
+                             user);
+    conn->respond(protocol::encode_auth_result(rid, user, token, expires_s * 1000000));
+  };
+  const StoreStatus queued = create ? auth_.accounts->create(std::string(user),
+                                                             std::string(password), std::move(done))
+                                    : auth_.accounts->authenticate(
+                                          std::string(user), std::string(password), std::move(done));
+  if (!queued.ok()) {
+    conn->respond(encode_error(rid, to_error_code(queued.code), queued.message,
+                               retry_hint_ms(queued.code)));
+  }
 }
 
 }  // namespace im::server

@@ -9,11 +9,13 @@
 // connections and holds no per-connection state.
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
 
 #include "protocol/message.hpp"
+#include "server/auth/token.hpp"
 #include "server/service/connection.hpp"
 #include "server/service/log_throttle.hpp"
 #include "server/service/rate_limiter.hpp"
@@ -28,6 +30,8 @@ struct ServiceLimits {
   std::uint32_t max_pull_limit = 1000;
   std::uint32_t default_pull_limit = 100;
   std::uint32_t max_wait_ms = 60000;
+  /// Announced in Welcome (the session enforces it).
+  std::uint32_t idle_timeout_ms = 0;
   /// While a gap is pending (another process has not committed yet), a long
   /// poll looks again this often.
   std::uint32_t gap_recheck_ms = 10;
@@ -38,10 +42,25 @@ struct ServiceLimits {
   std::uint32_t send_burst = 1;
 };
 
+/// Who may open a session, and password accounts.
+struct ServiceAuth {
+  /// The keys Hello tokens must be signed with. Null: --auth none, a
+  /// development mode where Hello's user is taken on trust.
+  const auth::KeyRing* keys = nullptr;
+  /// Password accounts (Register, Login); null: not offered. Needs `keys` to
+  /// sign the tokens it hands out.
+  AccountStore* accounts = nullptr;
+  bool registration_open = true;
+  std::chrono::seconds login_token_ttl{86400};
+  /// Register and Login attempts per user id: sustained per second, burst.
+  double attempt_rate = 1.0;
+  std::uint32_t attempt_burst = 10;
+};
+
 class Service {
  public:
   Service(ServiceLimits limits, MessageWriter& writer, MessageReader& reader, Waiters& waiters,
-          std::string server_name);
+          std::string server_name, ServiceAuth auth);
 
   /// Handles one verified request frame.
   void handle(const std::shared_ptr<Connection>& conn, const wire::Frame& frame);
@@ -60,14 +79,20 @@ class Service {
   void on_pull(const std::shared_ptr<Connection>& conn, std::uint64_t rid, const wire::Pull& m);
   void on_history(const std::shared_ptr<Connection>& conn, std::uint64_t rid,
                   const wire::History& m);
+  /// Register (create = true) or Login: checks, then the account store, then a token.
+  void on_account(const std::shared_ptr<Connection>& conn, std::uint64_t rid, bool create,
+                  const flatbuffers::String* user, const flatbuffers::String* password);
 
   ServiceLimits limits_;
   MessageWriter& writer_;
   MessageReader& reader_;
   Waiters& waiters_;
   std::string server_name_;
+  ServiceAuth auth_;
   RateLimiter send_limiter_;
+  RateLimiter attempt_limiter_;
   LogThrottle rate_limited_log_;
+  LogThrottle auth_failed_log_;
   std::atomic<bool> shutting_down_{false};
 };
 

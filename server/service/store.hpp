@@ -87,6 +87,24 @@ class MessageReader {
                        std::function<void(const StoreStatus&, HistoryPage&&)> done) = 0;
 };
 
+/// Verdict of an account operation that reached the store.
+enum class AccountOutcome {
+  ok,               // registered, or the password matches
+  exists,           // register: the user id is taken
+  bad_credentials,  // login: no such user, or the password does not match
+};
+
+/// Password accounts (registration and login). Hashing is slow on purpose, so
+/// both run on the store's own bounded pool; callbacks run on a pool thread.
+class AccountStore {
+ public:
+  using Done = std::function<void(const StoreStatus&, AccountOutcome)>;
+  virtual ~AccountStore() = default;
+  /// Queue full: returns busy at once and `done` is not called.
+  virtual StoreStatus create(std::string user, std::string password, Done done) = 0;
+  virtual StoreStatus authenticate(std::string user, std::string password, Done done) = 0;
+};
+
 /// Commit notifications for long polls: the writer calls notify with the
 /// receivers of every committed batch.
 class CommitListener {

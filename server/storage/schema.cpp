@@ -44,6 +44,17 @@ CREATE TABLE inbox (
   PRIMARY KEY (owner, seq)
 );
 )SQL"},
+    Migration{2, "password accounts",
+              R"SQL(
+-- Accounts that log in with a password (Register/Login). Users whose tokens
+-- come from an external identity service need no row here.
+CREATE TABLE accounts (
+  user_id       text        PRIMARY KEY,
+  -- Argon2id in the PHC string format: the parameters travel with the hash.
+  password_hash text        NOT NULL,
+  created_at    timestamptz NOT NULL DEFAULT now()
+);
+)SQL"},
 };
 
 }  // namespace

@@ -9,7 +9,7 @@ compose="$IM_SOURCE_DIR/docker-compose.yml"
 server="$IM_BUILD_DIR/server/im-server"
 
 env_lines=$(python3 - "$compose" <<'PY'
-import sys, yaml
+import re, sys, yaml
 doc = yaml.safe_load(open(sys.argv[1]))
 s = doc["services"]
 def need(cond, what):
@@ -26,7 +26,11 @@ for dep in ("postgres", "redis"):
 need(im.get("build") in (".", {"context": "."}), "im-server is built from this repository")
 env = im["environment"]
 need(env["IM_LISTEN"].endswith(":7400"), "IM_LISTEN uses port 7400")
+need("IM_AUTH_SECRET" in env or "IM_AUTH_SECRET_FILE" in env or env.get("IM_AUTH") == "none",
+     "im-server is given token keys")
+# Compose fills ${VAR:-default} from the host; here the default stands in.
 for k, v in env.items():
+    v = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(v))
     print(f"{k}={v}")
 PY
 )

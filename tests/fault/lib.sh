@@ -40,6 +40,9 @@ start_services() {
   bash "$services" start "$work/svc" >/dev/null
   # shellcheck disable=SC1091
   source "$work/svc/env"
+  # Servers check tokens; im-loadgen signs each user's with the same key.
+  IM_AUTH_SECRET="fault=$(openssl rand -hex 32)"
+  export IM_AUTH_SECRET
 }
 
 # launch_server NAME [im-server flags...]: starts it and waits until it accepts

@@ -15,6 +15,10 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; [ -f "$work/log" ] && tail -n 20 "$work/log" >&2; exit 1; }
 
+# The deployment's token key: im-server checks tokens with it and imctl, given
+# the same variable, signs its own (as in the README).
+export IM_AUTH_SECRET="tour=$(openssl rand -hex 32)"
+
 "$bin/server/im-server" --listen 127.0.0.1:0 --port-file "$work/port" --pg-url "$IM_TEST_PG_URL" \
   --redis-url "$IM_TEST_REDIS_URL" --threads 2 --pg-pool 2 >"$work/log" 2>&1 &
 echo $! >"$work/pid"
@@ -71,9 +75,45 @@ echo "ok: follow"
 echo "ok: history"
 
 # Errors: one line on stderr, non-zero status.
-if "$imctl" --user "not valid" send "$bob" x 2>"$work/err"; then fail "bad user accepted"; fi
+if "$imctl" --user "$alice" send "not valid" x 2>"$work/err"; then fail "bad receiver accepted"; fi
 grep -q "^imctl: error: bad_request" "$work/err" || fail "error line: $(cat "$work/err")"
+if "$imctl" --user "not valid" send "$bob" x 2>"$work/err"; then fail "bad user accepted"; fi
+grep -q "^imctl: error: --user" "$work/err" || fail "error line: $(cat "$work/err")"
 echo "ok: errors"
+
+# Tokens: issued with the keys, used without them; others are refused.
+token=$("$imctl" --user "$bob" token issue --ttl 5m)
+[[ "$token" == im1:tour:$bob:* ]] || fail "token issue printed '$token'"
+env -u IM_AUTH_SECRET "$imctl" --token "$token" pull --json 2>/dev/null | grep -q '"body":"hi"' \
+  || fail "pull with an issued token"
+if env -u IM_AUTH_SECRET "$imctl" --user "$bob" pull 2>"$work/err"; then fail "no token accepted"; fi
+grep -q "unauthenticated" "$work/err" || fail "no-token error: $(cat "$work/err")"
+forged=$(IM_AUTH_SECRET="tour=$(openssl rand -hex 32)" "$imctl" --user "$bob" token issue)
+if env -u IM_AUTH_SECRET "$imctl" --token "$forged" pull 2>"$work/err"; then fail "forged token accepted"; fi
+grep -q "unauthenticated: token signature does not match" "$work/err" || fail "forged: $(cat "$work/err")"
+if env -u IM_AUTH_SECRET "$imctl" --user "$alice" --token "$token" pull 2>"$work/err"; then
+  fail "bob's token opened alice's inbox"
+fi
+grep -q "forbidden" "$work/err" || fail "other user's token: $(cat "$work/err")"
+echo "ok: tokens"
+
+# Password accounts: register, log in, use the token; a wrong password fails.
+carol=carol$suffix
+export IM_PASSWORD="correct horse $suffix"
+reg=$(env -u IM_AUTH_SECRET "$imctl" --user "$carol" register --json) || fail "register"
+python3 -c 'import json,sys; g=json.loads(sys.argv[1]); assert g["user"]==sys.argv[2] and g["token"].startswith("im1:tour:"), g' \
+  "$reg" "$carol" || fail "register printed $reg"
+if env -u IM_AUTH_SECRET "$imctl" --user "$carol" register 2>"$work/err"; then fail "registered twice"; fi
+grep -q "already_exists" "$work/err" || fail "second register: $(cat "$work/err")"
+login_token=$(echo "$IM_PASSWORD" | env -u IM_AUTH_SECRET -u IM_PASSWORD "$imctl" --user "$carol" login) \
+  || fail "login with the password on stdin"
+env -u IM_AUTH_SECRET "$imctl" --token "$login_token" send "$bob" "from carol" >/dev/null || fail "send as carol"
+if IM_PASSWORD="wrong password" env -u IM_AUTH_SECRET "$imctl" --user "$carol" login 2>"$work/err"; then
+  fail "wrong password accepted"
+fi
+grep -q "unauthenticated: unknown user or wrong password" "$work/err" || fail "wrong password: $(cat "$work/err")"
+unset IM_PASSWORD
+echo "ok: register and login"
 
 "$bin/tools/im-loadgen/im-loadgen" --senders 4 --receivers 8 --count 2000 --pipeline 16 --duration 30 --verify \
   || fail "im-loadgen smoke run"

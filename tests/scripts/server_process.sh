@@ -9,11 +9,27 @@ work=$(mktemp -d)
 trap 'kill -9 $(cat "$work/pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
+# Without keys the server refuses to start (unless told --auth none), naming
+# where keys come from; every check below then runs with keys, so that a bad
+# value is refused for itself and not for the missing keys.
+if out=$(env -u IM_AUTH_SECRET -u IM_AUTH_SECRET_FILE "$server" --check-config 2>&1); then
+  fail "started without token keys"
+fi
+grep -q "IM_AUTH_SECRET" <<<"$out" || fail "missing-keys message does not say where keys go: $out"
+env -u IM_AUTH_SECRET "$server" --check-config --auth none | grep -q "auth=none" \
+  || fail "--auth none not accepted"
+export IM_AUTH_SECRET="test=$(openssl rand -hex 32)"
+"$server" --check-config | grep -q "auth=token (1 key(s), signing with 'test')" \
+  || fail "keys from IM_AUTH_SECRET not used"
+if "$server" --check-config | grep -q "${IM_AUTH_SECRET#test=}"; then fail "the key was printed"; fi
+echo "ok: token keys are required, from IM_AUTH_SECRET, and never printed"
+
 # --help documents every flag the README lists.
 help=$("$server" --help)
 for flag in --listen --pg-url --redis-url --threads --batch-max --batch-delay-us \
             --max-frame-bytes --max-body-bytes --max-pull-limit --max-wait-ms --gap-fill-ms \
-            --pg-pool --log-level --port-file --check-config; do
+            --pg-pool --log-level --port-file --check-config --auth --auth-secret-file \
+            --registration --login-token-ttl --auth-threads; do
   grep -q -- "$flag" <<<"$help" || fail "--help does not document $flag"
 done
 echo "ok: --help documents every setting"
@@ -38,6 +54,8 @@ for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.1; done
 port=$(cat "$work/port")
 grep -q "listening on 127.0.0.1:$port" "$work/log" || fail "no listening line for port $port"
 grep -q "starting: listen=" "$work/log" || fail "no start-up configuration line"
+grep -q "schema at version 2" "$work/log" || fail "the accounts migration did not run"
+if grep -q "${IM_AUTH_SECRET#test=}" "$work/log"; then fail "the token key leaked into the log"; fi
 if grep -q "secret" "$work/log"; then fail "a secret leaked into the log"; fi
 kill -TERM "$(cat "$work/pid")"
 status=0
@@ -45,3 +63,13 @@ wait "$(cat "$work/pid")" || status=$?
 [ "$status" -eq 0 ] || { cat "$work/log"; fail "exit status $status after SIGTERM"; }
 grep -q "stopped" "$work/log" || fail "no clean stop line"
 echo "ok: listens on the reported port, stops cleanly on SIGTERM"
+
+# --auth none says loudly that it is for development.
+"$server" --listen 127.0.0.1:0 --port-file "$work/port2" --pg-url "$IM_TEST_PG_URL" \
+  --redis-url "$IM_TEST_REDIS_URL" --pg-pool 1 --threads 1 --auth none >"$work/log2" 2>&1 &
+echo $! >"$work/pid"
+for _ in $(seq 100); do [ -s "$work/port2" ] && break; sleep 0.1; done
+[ -s "$work/port2" ] || { cat "$work/log2"; fail "no port file with --auth none"; }
+grep -q "warning.*--auth none.*development only" "$work/log2" || fail "no --auth none warning"
+kill -TERM "$(cat "$work/pid")"; wait "$(cat "$work/pid")" || true
+echo "ok: --auth none warns at start-up"

@@ -20,6 +20,9 @@ inline server::Config test_config() {
   c.threads = 2;
   c.pg_pool = 2;
   c.log_level = "warn";
+  // Tests about other things speak as any user; tests/e2e/auth_test.cpp runs
+  // servers that check tokens.
+  c.auth = "none";
   return c;
 }
 

@@ -14,6 +14,7 @@
 // Every loop is bounded in count and time.
 #include <unistd.h>
 
+#include <cstdlib>
 #include <iostream>
 #include <random>
 
@@ -21,6 +22,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "server/auth/token.hpp"
 #include "tools/im-loadgen/workload.hpp"
 
 int main(int argc, char** argv) {
@@ -47,6 +49,11 @@ int main(int argc, char** argv) {
   app.add_option("--receiver-model", receiver_model,
                  "follow: a long-polling follower per inbox (send->delivered latency); none; auto: follow with --verify")
       ->check(CLI::IsMember({"auto", "follow", "none"}))->capture_default_str();
+  std::string auth_secret_file;
+  app.add_option("--auth-secret-file", auth_secret_file,
+                 "the deployment's signing keys (as im-server's; or IM_AUTH_SECRET): each simulated "
+                 "user signs its own token; without keys, no token is sent (--auth none servers)")
+      ->envname("IM_AUTH_SECRET_FILE");
   bool no_progress = false;
   app.add_flag("--no-progress", no_progress, "no progress line (it is printed only when stderr is a terminal)");
   app.add_flag("--verify", verify,
@@ -64,6 +71,16 @@ int main(int argc, char** argv) {
     return 2;
   }
   o.servers = std::move(servers.value());
+  try {
+    if (auto keys = im::auth::KeyRing::from_file_or_env(auth_secret_file)) {
+      o.token_for = [keys](const std::string& user) {
+        return im::auth::issue_token(keys->signing_key(), user, im::auth::unix_now_s() + 86400);
+      };
+    }
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "im-loadgen: " << e.what() << "\n";
+    return 2;
+  }
   if (o.prefix.empty()) o.prefix = fmt::format("lg{:08x}", std::random_device{}());
 
   if (verify && receiver_model == "none") {

@@ -30,6 +30,7 @@ client::Options client_options(const WorkloadOptions& o, const std::string& user
   c.port = o.servers[first].port;
   for (std::size_t k = 1; k < n; ++k) c.failover.push_back(o.servers[(first + k) % n]);
   c.user = user;
+  if (o.token_for) c.token_source = [f = o.token_for, user] { return f(user); };
   c.client_name = "im-loadgen/0.1";
   c.request_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(o.timeout_s * 1000));
   c.connect_timeout = std::min(c.request_timeout, std::chrono::milliseconds(2000));

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <string>
 #include <thread>
@@ -47,6 +48,9 @@ struct WorkloadOptions {
   double rate = 0;               // open loop: sends/s in all (0: closed loop, `pipeline` per sender)
   double warmup_s = 0;           // sends intended in the first seconds are left out of the figures
   bool progress = false;         // a progress line on stderr every second
+  /// Signs a token for a user (from the deployment's keys); unset: no token
+  /// (a server under --auth none). Called at every (re)connect.
+  std::function<std::string(const std::string& user)> token_for;
 };
 
 struct RunReport {

@@ -6,10 +6,18 @@
 //     follow [--after SEQ]
 //     history PEER [--before ID | --after ID] [--limit N]
 //     ping
+//     register | login                      password from --password-file, IM_PASSWORD or stdin;
+//                                           prints a token
+//     token issue --user ID --ttl DURATION [--key-id K]   needs the server's keys
 //
 // Global options may come before or after the command; each has an IM_*
-// environment variable. Exit status: 0 success, 1 a failed request, 2 usage.
+// environment variable. Authentication: --token (IM_TOKEN); without one, when
+// the deployment's keys are at hand (--auth-secret-file or IM_AUTH_SECRET, as
+// for im-server), imctl signs a short-lived token for --user itself.
+// Exit status: 0 success, 1 a failed request, 2 usage.
 #include <csignal>
+#include <cstdlib>
+#include <fstream>
 #include <cstdio>
 #include <iostream>
 #include <iterator>
@@ -19,6 +27,8 @@
 #include <fmt/format.h>
 
 #include "client/client.hpp"
+#include "protocol/validate.hpp"
+#include "server/auth/token.hpp"
 #include "tools/imctl/format.hpp"
 
 namespace {
@@ -30,9 +40,21 @@ struct Globals {
   std::string server = "127.0.0.1:7400";
   std::string user;
   std::string token;
+  std::string auth_secret_file;
   bool json = false;
   double timeout_s = 5.0;
 };
+
+/// The deployment's keys, if given (--auth-secret-file or IM_AUTH_SECRET).
+std::shared_ptr<const im::auth::KeyRing> key_ring(const Globals& g) {
+  try {
+    return im::auth::KeyRing::from_file_or_env(g.auth_secret_file);
+  } catch (const std::invalid_argument& e) {
+    throw CLI::ValidationError("--auth-secret-file", e.what());
+  }
+}
+
+using im::auth::unix_now_s;
 
 int fail(const std::string& message) {
   std::cerr << "imctl: error: " << message << "\n";
@@ -47,9 +69,24 @@ im::client::Options client_options(const Globals& g, const std::string& default_
   o.host = servers->front().host;
   o.port = servers->front().port;
   o.failover.assign(servers->begin() + 1, servers->end());
-  o.user = g.user.empty() ? default_user : g.user;
-  if (o.user.empty()) throw CLI::ValidationError("--user", "is required (or set IM_USER)");
+  // With a token the user may be left out: the token names it.
+  o.user = g.user.empty() && g.token.empty() ? default_user : g.user;
   o.token = g.token;
+  if (o.user.empty() && o.token.empty()) {
+    throw CLI::ValidationError("--user", "is required (or set IM_USER), or give --token");
+  }
+  if (o.token.empty()) {
+    if (auto keys = key_ring(g)) {
+      if (!im::protocol::valid_user_id(o.user)) {
+        throw CLI::ValidationError("--user", "'" + o.user +
+                                                 "' is not a user id (1-64 of [A-Za-z0-9._-])");
+      }
+      // Holding the keys is holding every user's identity: sign one for --user.
+      o.token_source = [keys, user = o.user] {
+        return im::auth::issue_token(keys->signing_key(), user, unix_now_s() + 600);
+      };
+    }
+  }
   o.client_name = "imctl/0.1";
   o.request_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(g.timeout_s * 1000));
   o.connect_timeout = o.request_timeout;
@@ -76,7 +113,12 @@ int main(int argc, char** argv) {
   auto globals = [&](CLI::App* on) {
     on->add_option("--server", g.server, "server address HOST:PORT, or a comma-separated list to fail over")->envname("IM_SERVER");
     on->add_option("--user", g.user, "your user id")->envname("IM_USER");
-    on->add_option("--token", g.token, "authentication token")->envname("IM_TOKEN");
+    on->add_option("--token", g.token, "authentication token (from login, register or token issue)")
+        ->envname("IM_TOKEN");
+    on->add_option("--auth-secret-file", g.auth_secret_file,
+                   "the deployment's signing keys (as im-server's; or IM_AUTH_SECRET): imctl "
+                   "then signs its own tokens")
+        ->envname("IM_AUTH_SECRET_FILE");
     on->add_flag("--json", g.json, "JSON Lines output: one object per line");
     on->add_option("--timeout", g.timeout_s, "seconds to wait for each response (default 5)")
         ->envname("IM_TIMEOUT")
@@ -114,7 +156,25 @@ int main(int argc, char** argv) {
 
   auto* ping = app.add_subcommand("ping", "measure the round trip to the server");
 
-  for (CLI::App* sub : {send, pull, follow, history, ping}) {
+  std::string password_file;
+  auto* reg = app.add_subcommand(
+      "register", "create a password account for --user; prints a token for it");
+  auto* login = app.add_subcommand("login", "log in as --user with a password; prints a token");
+  for (CLI::App* sub : {reg, login}) {
+    sub->add_option("--password-file", password_file,
+                    "read the password from this file's first line (else IM_PASSWORD, else "
+                    "the first line of stdin)");
+  }
+
+  std::string ttl = "1h", key_id;
+  auto* token = app.add_subcommand("token", "tokens signed with the deployment's keys");
+  token->require_subcommand(1);
+  auto* issue = token->add_subcommand(
+      "issue", "sign a token for --user valid for --ttl (needs --auth-secret-file or IM_AUTH_SECRET)");
+  issue->add_option("--ttl", ttl, "lifetime: 900s, 30m, 12h, 7d (default 1h)");
+  issue->add_option("--key-id", key_id, "sign with this key (default: the first listed)");
+
+  for (CLI::App* sub : {send, pull, follow, history, ping, reg, login, token, issue}) {
     sub->fallthrough();  // global options after the command reach the app
   }
 
@@ -186,6 +246,64 @@ int main(int argc, char** argv) {
       print_messages(g, messages);
       std::cerr << "next_cursor=" << page->next_cursor
                 << " has_more=" << (page->has_more ? "true" : "false") << "\n";
+      return 0;
+    }
+    if (*issue) {
+      if (g.user.empty()) throw CLI::ValidationError("--user", "names the user the token is for");
+      const auto keys = key_ring(g);
+      if (!keys) {
+        throw CLI::ValidationError("--auth-secret-file",
+                                   "token issue needs the keys (--auth-secret-file or IM_AUTH_SECRET)");
+      }
+      const auto ttl_s = im::auth::parse_duration_s(ttl);
+      if (!ttl_s) throw CLI::ValidationError("--ttl", "must be a duration such as 900s, 30m, 12h, 7d");
+      const im::auth::Key* key = key_id.empty() ? &keys->signing_key() : keys->find(key_id);
+      if (key == nullptr) throw CLI::ValidationError("--key-id", "no key '" + key_id + "' in the keys");
+      const std::int64_t expires = unix_now_s() + *ttl_s;
+      std::string t;
+      try {
+        t = im::auth::issue_token(*key, g.user, expires);
+      } catch (const std::invalid_argument& e) {
+        throw CLI::ValidationError("--user", e.what());
+      }
+      if (g.json) {
+        std::cout << nlohmann::json{{"user", g.user}, {"token", t}, {"key_id", key->id},
+                                    {"expires_at", im::imctl::rfc3339(expires * 1000000)}}
+                         .dump()
+                  << "\n";
+      } else {
+        std::cout << t << "\n";
+      }
+      return 0;
+    }
+    if (*reg || *login) {
+      if (g.user.empty()) throw CLI::ValidationError("--user", "names the account");
+      std::string password;
+      if (!password_file.empty()) {
+        std::ifstream in(password_file);
+        if (!in || !std::getline(in, password)) {
+          throw CLI::ValidationError("--password-file", "cannot read " + password_file);
+        }
+      } else if (const char* p = std::getenv("IM_PASSWORD"); p != nullptr && *p) {
+        password = p;
+      } else if (!std::getline(std::cin, password)) {
+        throw CLI::ValidationError("password", "none given (--password-file, IM_PASSWORD or stdin)");
+      }
+      if (!password.empty() && password.back() == '\r') password.pop_back();
+      im::client::Options o = client_options(g);
+      o.anonymous = true;
+      o.token_source = nullptr;
+      Client c(o);
+      auto grant = *reg ? c.register_account(g.user, password) : c.login(g.user, password);
+      if (!grant) return fail(grant.error().to_string());
+      if (g.json) {
+        std::cout << nlohmann::json{{"user", grant->user}, {"token", grant->token},
+                                    {"expires_at", im::imctl::rfc3339(grant->expires_at_us)}}
+                         .dump()
+                  << "\n";
+      } else {
+        std::cout << grant->token << "\n";
+      }
       return 0;
     }
     if (*ping) {

@@ -25,6 +25,7 @@ TEST_CASE("protocol errors: every code has its stable, distinct name", "[unit][p
       {wire::ErrorCode::Internal, "internal"},
       {wire::ErrorCode::ProtocolError, "protocol_error"},
       {wire::ErrorCode::Busy, "busy"},
+      {wire::ErrorCode::AlreadyExists, "already_exists"},
   };
   // A code added to the schema must be added here (and to the README) too.
   REQUIRE(std::size(table) == static_cast<std::size_t>(wire::ErrorCode::MAX) + 1);
@@ -45,7 +46,7 @@ TEST_CASE("protocol errors: every code has its stable, distinct name", "[unit][p
 
 TEST_CASE("protocol errors: a code from a newer peer names as unknown",
           "[unit][protocol][errors]") {
-  for (const int c : {11, 12, 100, 0xFFFF}) {
+  for (const int c : {12, 13, 100, 0xFFFF}) {
     INFO("code " << c);
     const char* name = error_code_name(static_cast<wire::ErrorCode>(c));
     REQUIRE(name != nullptr);
@@ -66,7 +67,10 @@ TEST_CASE("protocol errors: body union type numbers are fixed", "[unit][protocol
   CHECK(static_cast<int>(wire::Body::Ping) == 9);
   CHECK(static_cast<int>(wire::Body::Pong) == 10);
   CHECK(static_cast<int>(wire::Body::Error) == 11);
-  CHECK(wire::Body::MAX == wire::Body::Error);
+  CHECK(static_cast<int>(wire::Body::Register) == 12);
+  CHECK(static_cast<int>(wire::Body::Login) == 13);
+  CHECK(static_cast<int>(wire::Body::AuthResult) == 14);
+  CHECK(wire::Body::MAX == wire::Body::AuthResult);
   CHECK(std::string(wire::FrameIdentifier()) == "IMP1");
   CHECK(kProtocolVersion == 1);
 }

@@ -103,9 +103,10 @@ TEST_CASE("protocol round trip: Hello", "[unit][protocol][frames]") {
 }
 
 TEST_CASE("protocol round trip: Welcome", "[unit][protocol][frames]") {
-  const ServerLimits limits{kDefaultMaxFrameBytes, 65536, kU32Max, 60000};
+  const ServerLimits limits{kDefaultMaxFrameBytes, 65536, kU32Max, 60000, 300000};
   const auto now = GENERATE(kI64Min, std::int64_t{0}, kI64Max);
-  const Received r(encode_welcome(9, "im-server \xE2\x9C\x93", kU64Max, limits, now));
+  const Received r(
+      encode_welcome(9, "im-server \xE2\x9C\x93", kU64Max, limits, now, {"alice.b-1", kI64Max}));
   CHECK(r.frame->request_id() == 9);
   const wire::Welcome* m = r.frame->body_as_Welcome();
   REQUIRE(m);
@@ -117,6 +118,30 @@ TEST_CASE("protocol round trip: Welcome", "[unit][protocol][frames]") {
   CHECK(m->max_pull_limit() == kU32Max);
   CHECK(m->max_wait_ms() == 60000);
   CHECK(m->server_time_us() == now);
+  CHECK(m->idle_timeout_ms() == 300000);
+  CHECK(str(m->user()) == "alice.b-1");
+  CHECK(m->token_expires_at_us() == kI64Max);
+}
+
+TEST_CASE("protocol round trip: Register, Login and AuthResult", "[unit][protocol][frames]") {
+  const std::string password = GENERATE(std::string("correct horse"), kUnicode,
+                                        std::string(1024, 'p'));
+  const Received reg(encode_register(5, "alice", password));
+  REQUIRE(reg.frame->body_as_Register());
+  CHECK(reg.frame->request_id() == 5);
+  CHECK(str(reg.frame->body_as_Register()->user()) == "alice");
+  CHECK(str(reg.frame->body_as_Register()->password()) == password);
+  const Received login(encode_login(kU64Max, "bob", password));
+  REQUIRE(login.frame->body_as_Login());
+  CHECK(login.frame->request_id() == kU64Max);
+  CHECK(str(login.frame->body_as_Login()->user()) == "bob");
+  CHECK(str(login.frame->body_as_Login()->password()) == password);
+  const Received result(encode_auth_result(6, "bob", "im1:k:bob:1:sig", kI64Max));
+  const auto* a = result.frame->body_as_AuthResult();
+  REQUIRE(a);
+  CHECK(str(a->user()) == "bob");
+  CHECK(str(a->token()) == "im1:k:bob:1:sig");
+  CHECK(a->expires_at_us() == kI64Max);
 }
 
 TEST_CASE("protocol round trip: Send", "[unit][protocol][frames]") {
@@ -260,6 +285,9 @@ TEST_CASE("protocol round trip: each body type answers only its own accessor",
     v.push_back(encode_ping(1, 0));
     v.push_back(encode_pong(1, 0, 0));
     v.push_back(encode_error(1, wire::ErrorCode::Internal, ""));
+    v.push_back(encode_register(1, "a", "p"));
+    v.push_back(encode_login(1, "a", "p"));
+    v.push_back(encode_auth_result(1, "a", "t", 0));
     return v;
   }();
   // Union type numbers are part of the wire contract (protocol/README.md).
@@ -273,7 +301,8 @@ TEST_CASE("protocol round trip: each body type answers only its own accessor",
                             r.frame->body_as_Pull(),    r.frame->body_as_PullResult(),
                             r.frame->body_as_History(), r.frame->body_as_HistoryResult(),
                             r.frame->body_as_Ping(),    r.frame->body_as_Pong(),
-                            r.frame->body_as_Error()};
+                            r.frame->body_as_Error(),   r.frame->body_as_Register(),
+                            r.frame->body_as_Login(),   r.frame->body_as_AuthResult()};
     for (std::size_t j = 0; j < std::size(bodies); ++j) {
       INFO("frame " << i << ", accessor " << j);
       CHECK((bodies[j] != nullptr) == (i == j));

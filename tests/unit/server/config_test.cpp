@@ -2,7 +2,9 @@
 // Redis URLs and the long-poll registry.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
+#include <fstream>
 #include <cstdlib>
 
 #include "server/app/config.hpp"
@@ -13,7 +15,13 @@
 using namespace im::server;
 
 namespace {
+/// Parses like im-server would. Tests about other settings run --auth none
+/// unless they name an --auth setting themselves (the default, token, needs keys).
 ParseResult parse(std::vector<std::string> args, Config& c) {
+  const bool names_auth = std::any_of(args.begin(), args.end(), [](const std::string& a) {
+    return a.rfind("--auth", 0) == 0;
+  });
+  if (!names_auth) args.insert(args.end(), {"--auth", "none"});
   args.insert(args.begin(), "im-server");
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
@@ -63,6 +71,7 @@ TEST_CASE("bad values exit non-zero", "[unit][config]") {
 TEST_CASE("IPv6 listen addresses and password masking", "[unit][config]") {
   Config c;
   c.listen = "[::1]:7400";
+  c.auth = "none";
   validate(c);
   CHECK(c.listen_host == "::1");
   CHECK(mask_url_password("postgresql://im:secret@db:5432/im") == "postgresql://im:***@db:5432/im");
@@ -165,4 +174,56 @@ TEST_CASE("limit flags: defaults, flags, environment and bad values", "[unit][co
     CHECK(r.action == ParseResult::Action::exit);
     CHECK(r.exit_code != 0);
   }
+}
+
+TEST_CASE("auth flags: token mode needs keys, from a file or IM_AUTH_SECRET, never both",
+          "[unit][config][auth]") {
+  const std::string secret(40, 's');
+  Config none;
+  REQUIRE(parse({"--auth", "none"}, none).action == ParseResult::Action::run);
+  CHECK(none.keys == nullptr);
+  CHECK(describe(none).find("auth=none") != std::string::npos);
+
+  Config missing;  // the default is token, and it has no keys
+  CHECK(parse({"--auth", "token"}, missing).action == ParseResult::Action::exit);
+  CHECK(parse({"--auth", "maybe"}, missing).exit_code == 2);
+
+  const std::string file = "config_test_keys.txt";
+  {
+    std::ofstream out(file);
+    out << "# new key first: it signs\nk2=" << secret << "\n\nk1=" << std::string(32, 'o') << "\n";
+  }
+  Config from_file;
+  REQUIRE(parse({"--auth-secret-file", file, "--login-token-ttl", "30m", "--registration", "closed"},
+                from_file)
+              .action == ParseResult::Action::run);
+  REQUIRE(from_file.keys != nullptr);
+  CHECK(from_file.keys->keys().size() == 2);
+  CHECK(from_file.keys->signing_key().id == "k2");
+  CHECK(from_file.login_token_ttl_s == 1800);
+  CHECK(from_file.registration == "closed");
+  // The keys' secrets never reach the start-up line.
+  CHECK(describe(from_file).find(secret) == std::string::npos);
+  CHECK(describe(from_file).find("2 key(s), signing with 'k2'") != std::string::npos);
+
+  ::setenv("IM_AUTH_SECRET", ("env1=" + secret).c_str(), 1);
+  Config from_env;
+  CHECK(parse({"--auth", "token"}, from_env).action == ParseResult::Action::run);
+  REQUIRE(from_env.keys != nullptr);
+  CHECK(from_env.keys->signing_key().id == "env1");
+  Config both;
+  CHECK(parse({"--auth-secret-file", file}, both).action == ParseResult::Action::exit);
+  ::unsetenv("IM_AUTH_SECRET");
+
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"--auth-secret-file", "/nonexistent/keys"},
+           {"--auth-secret-file", file, "--login-token-ttl", "0"},
+           {"--auth-secret-file", file, "--login-token-ttl", "forever"},
+           {"--auth-secret-file", file, "--registration", "maybe"},
+           {"--auth-secret-file", file, "--auth-threads", "0"}}) {
+    Config bad;
+    INFO(args[1]);
+    CHECK(parse(args, bad).action == ParseResult::Action::exit);
+  }
+  std::remove(file.c_str());
 }

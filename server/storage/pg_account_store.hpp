@@ -1,0 +1,65 @@
+#pragma once
+// PgAccountStore: password accounts in PostgreSQL (table `accounts`), hashed
+// with Argon2id on a small pool of its own threads, fed by a bounded queue.
+//
+// The pool is the cost cap: each hash takes tens of milliseconds and 64 MiB,
+// so `threads` bounds the CPU and memory that registration and login can take
+// whatever the request rate, and a full queue answers busy at once.
+// A login for a user that does not exist still verifies a password against a
+// stand-in hash, so the answer's timing does not tell which user ids exist.
+//
+// Thread-safety: create()/authenticate() from any thread.
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "server/service/store.hpp"
+#include "server/storage/pg_session.hpp"
+
+namespace im::server {
+
+struct AccountStoreOptions {
+  PgSessionOptions pg;
+  std::size_t threads = 1;
+  std::size_t queue_capacity = 64;
+};
+
+class PgAccountStore final : public AccountStore {
+ public:
+  explicit PgAccountStore(AccountStoreOptions options);
+  ~PgAccountStore() override;
+
+  void start();
+  /// Runs the queued jobs, then joins the threads.
+  void stop();
+
+  StoreStatus create(std::string user, std::string password, Done done) override;
+  StoreStatus authenticate(std::string user, std::string password, Done done) override;
+
+ private:
+  struct Job {
+    bool create = false;
+    std::string user;
+    std::string password;
+    Done done;
+  };
+  StoreStatus enqueue(Job job);
+  void worker();
+  AccountOutcome run(pqxx::connection& conn, const Job& job);
+
+  AccountStoreOptions options_;
+  std::string stand_in_hash_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> jobs_;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace im::server
