@@ -68,12 +68,12 @@ redisContext* RedisCommitBus::publisher() {
   return pub_.get();
 }
 
-void RedisCommitBus::notify(const std::vector<std::string>& receivers) {
-  local_.notify(receivers);
+void RedisCommitBus::notify(const std::shared_ptr<const CommittedBatch>& batch) {
+  local_.notify(batch);
   redisContext* c = publisher();
   if (!c) return;
   std::string message = instance_;
-  for (const std::string& r : receivers) message.append(" ").append(r);
+  for (const CommittedBatch::Inbox& box : batch->inboxes) message.append(" ").append(box.owner);
   auto* reply = static_cast<redisReply*>(
       redisCommand(c, "PUBLISH %s %b", kChannel, message.data(), message.size()));
   if (!reply) {
@@ -129,7 +129,7 @@ void RedisCommitBus::handle_message(const redisReply* reply) {
   for (std::string r; in >> r;) receivers.push_back(std::move(r));
   if (!receivers.empty()) {
     remote_.fetch_add(1);
-    local_.notify(receivers);
+    local_.notify(CommittedBatch::names_only(std::move(receivers)));
   }
 }
 

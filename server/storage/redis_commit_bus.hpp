@@ -2,10 +2,10 @@
 // RedisCommitBus: tells long polls in every im-server process which inboxes a
 // commit changed.
 //
-// notify() (called by the writer thread after each commit) wakes the local
-// Waiters at once and publishes the receivers on the Redis channel
+// notify() (called by the writer thread after each commit) hands the batch to
+// the local Waiters at once and publishes its inboxes on the Redis channel
 // "im:commits"; a subscriber thread wakes local waiters for commits made by
-// other processes. Messages carry the publishing process's instance id so a
+// other processes (by name only: those waiters query). Messages carry the publishing process's instance id so a
 // process ignores its own. Best effort: if Redis is down, remote long polls
 // still answer by their deadline (and readers re-check while a gap is pending).
 //
@@ -35,7 +35,7 @@ class RedisCommitBus final : public CommitListener {
   void start();
   void stop();
 
-  void notify(const std::vector<std::string>& receivers) override;
+  void notify(const std::shared_ptr<const CommittedBatch>& batch) override;
 
   std::uint64_t remote_notifications() const { return remote_.load(); }
 
