@@ -175,7 +175,10 @@ void Server::stop() {
   for (auto& t : io_threads_) t.join();
   io_threads_.clear();
   listener_.reset();
-  log->info("stopped: {} batch(es) committed", writer_->batches_committed());
+  log->info("stopped: {} batch(es) committed; woken long polls answered {} from the commit, {} "
+            "by a query",
+            writer_->batches_committed(), waiters_->answered_from_commit(),
+            waiters_->answered_from_query());
 }
 
 }  // namespace im::server

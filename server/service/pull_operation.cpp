@@ -23,11 +23,13 @@ void PullOperation::start() {
     // wait cannot be missed.
     std::weak_ptr<PullOperation> weak = weak_from_this();
     auto ex = conn_->executor();
-    ticket_ = service_.waiters().add(query_.owner, [weak, ex] {
-      asio::post(ex, [weak] {
-        if (auto self = weak.lock()) self->on_wake();
-      });
-    });
+    ticket_ = service_.waiters().add(
+        query_.owner, [weak, ex](const std::shared_ptr<const CommittedBatch>& batch,
+                                 std::size_t inbox) {
+          asio::post(ex, [weak, batch, inbox]() mutable {
+            if (auto self = weak.lock()) self->on_wake(std::move(batch), inbox);
+          });
+        });
   }
   query();
 }
@@ -35,6 +37,7 @@ void PullOperation::start() {
 void PullOperation::query() {
   state_ = State::querying;
   woken_ = false;
+  woken_batch_.reset();
   auto self = shared_from_this();
   service_.reader().pull(query_, [self](const StoreStatus& status, PullPage&& page) {
     auto ex = self->conn_->executor();
@@ -54,10 +57,16 @@ void PullOperation::on_result(const StoreStatus& status, PullPage&& page) {
                                           status.code == StoreCode::ok ? 0 : 200));
     return;
   }
+  const bool nothing = page.messages.empty() && page.next_after_seq == query_.after_seq;
+  if (nothing && woken_batch_) {
+    // A commit to this inbox landed while the query ran and the query did not
+    // see it; its run starts right after the cursor, so it is the answer.
+    const auto batch = std::move(woken_batch_);
+    if (answer_from(batch, woken_inbox_)) return;
+  }
   const auto now = std::chrono::steady_clock::now();
-  if (!page.messages.empty() || page.next_after_seq != query_.after_seq || now >= deadline_ ||
-      service_.shutting_down() || conn_->closing) {
-    return finish(std::move(page));
+  if (!nothing || now >= deadline_ || service_.shutting_down() || conn_->closing) {
+    return finish(page.messages, page.next_after_seq, page.has_more, false);
   }
   if (woken_) return query();
   state_ = State::waiting;
@@ -68,14 +77,33 @@ void PullOperation::on_result(const StoreStatus& status, PullPage&& page) {
   arm_timer(at);
 }
 
-void PullOperation::on_wake() {
+void PullOperation::on_wake(std::shared_ptr<const CommittedBatch> batch, std::size_t inbox) {
+  if (state_ != State::done) woken_any_ = true;
   if (state_ == State::querying) {
+    // The cursor cannot move while querying, so a batch that matches now
+    // still matches when the result arrives; keep the first one.
+    if (!woken_batch_ && batch && batch->inboxes[inbox].first_seq == query_.after_seq + 1) {
+      woken_batch_ = std::move(batch);
+      woken_inbox_ = inbox;
+    }
     woken_ = true;
   } else if (state_ == State::waiting) {
+    if (batch && answer_from(batch, inbox)) return;
     ++timer_generation_;
     timer_.cancel();
     query();
   }
+  // done: answered already (by a query, an earlier batch or the deadline).
+}
+
+bool PullOperation::answer_from(const std::shared_ptr<const CommittedBatch>& batch,
+                                std::size_t inbox) {
+  const auto page = page_from_commit(*batch, batch->inboxes[inbox], query_.after_seq, query_.limit);
+  if (!page) return false;
+  // The batch is committed, and its run starts at the cursor: exactly what a
+  // query would return first. finish() encodes before `batch` can go away.
+  finish(page->messages, page->next_after_seq, page->has_more, true);
+  return true;
 }
 
 void PullOperation::arm_timer(std::chrono::steady_clock::time_point at) {
@@ -88,13 +116,18 @@ void PullOperation::arm_timer(std::chrono::steady_clock::time_point at) {
   });
 }
 
-void PullOperation::finish(PullPage&& page) {
+void PullOperation::finish(std::span<const protocol::MessageRecord> messages,
+                           std::int64_t next_after_seq, bool has_more, bool from_commit) {
   state_ = State::done;
-  if (ticket_) service_.waiters().remove(query_.owner, ticket_);
+  if (ticket_) {
+    service_.waiters().remove(query_.owner, ticket_);
+    // Only long polls count: an immediate answer is not a wake.
+    if (woken_any_) service_.waiters().count_answer(from_commit);
+  }
   ++timer_generation_;
   timer_.cancel();
-  conn_->respond(protocol::encode_pull_result(request_id_, page.messages, page.next_after_seq,
-                                              page.has_more));
+  conn_->respond(protocol::encode_pull_result(request_id_, messages, next_after_seq, has_more));
+  woken_batch_.reset();  // after encoding: `messages` may point into it
 }
 
 }  // namespace im::server

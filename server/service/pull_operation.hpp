@@ -2,14 +2,18 @@
 // PullOperation: one Pull request, including its long poll.
 //
 // Runs a query; if nothing is deliverable and the request may wait, it stays
-// registered in Waiters and runs again when the writer commits to this inbox
-// (or, while a gap from another writer is pending, every gap_recheck_ms), and
-// answers empty at the deadline. Every step runs on the connection's executor,
-// so the operation's state needs no lock.
+// registered in Waiters. When this process's writer commits to the inbox and
+// the committed run starts right after the cursor, the pull is answered from
+// the committed batch itself (no PostgreSQL read); any other wake (a commit
+// from another process, a run that does not start at the cursor) runs the
+// query again, as does a pending gap every gap_recheck_ms. At the deadline it
+// answers with whatever is there. Every step runs on the connection's
+// executor, so the operation's state needs no lock.
 
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <span>
 
 #include <asio/steady_timer.hpp>
 
@@ -30,9 +34,12 @@ class PullOperation : public std::enable_shared_from_this<PullOperation> {
   enum class State { querying, waiting, done };
   void query();
   void on_result(const StoreStatus& status, PullPage&& page);
-  void on_wake();
+  void on_wake(std::shared_ptr<const CommittedBatch> batch, std::size_t inbox);
+  /// Answers from `batch` if it settles this pull; false if a query is needed.
+  bool answer_from(const std::shared_ptr<const CommittedBatch>& batch, std::size_t inbox);
   void arm_timer(std::chrono::steady_clock::time_point at);
-  void finish(PullPage&& page);
+  void finish(std::span<const protocol::MessageRecord> messages, std::int64_t next_after_seq,
+              bool has_more, bool from_commit);
 
   Service& service_;
   std::shared_ptr<Connection> conn_;
@@ -42,6 +49,11 @@ class PullOperation : public std::enable_shared_from_this<PullOperation> {
   asio::steady_timer timer_;
   State state_ = State::querying;
   bool woken_ = false;  // a commit arrived while a query was running
+  bool woken_any_ = false;  // woken at least once (for the answer counters)
+  // The first such commit whose run starts right after the cursor: if the
+  // query comes back empty, it answers instead of a second query.
+  std::shared_ptr<const CommittedBatch> woken_batch_;
+  std::size_t woken_inbox_ = 0;
   std::uint64_t ticket_ = 0;
   std::uint64_t timer_generation_ = 0;
 };

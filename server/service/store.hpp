@@ -5,10 +5,12 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "protocol/message.hpp"
+#include "server/service/committed_batch.hpp"
 
 namespace im::server {
 
@@ -105,12 +107,12 @@ class AccountStore {
   virtual StoreStatus authenticate(std::string user, std::string password, Done done) = 0;
 };
 
-/// Commit notifications for long polls: the writer calls notify with the
-/// receivers of every committed batch.
+/// Commit notifications for long polls: the writer calls notify after every
+/// COMMIT with the inboxes it wrote and their committed runs.
 class CommitListener {
  public:
   virtual ~CommitListener() = default;
-  virtual void notify(const std::vector<std::string>& receivers) = 0;
+  virtual void notify(const std::shared_ptr<const CommittedBatch>& batch) = 0;
 };
 
 }  // namespace im::server

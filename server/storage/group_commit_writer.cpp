@@ -73,6 +73,10 @@ struct GroupCommitWriter::Slot {
   std::size_t leader = 0;
   StoreStatus status;
   protocol::SendAckRecord ack;
+  /// What the committed attempt stored at `seq`: the new message's id, or 0
+  /// for a tombstone (a resend of a message stored earlier); its client_msg_id.
+  std::int64_t stored_id = 0;
+  std::uint64_t stored_cmid = 0;
 };
 
 GroupCommitWriter::GroupCommitWriter(GroupCommitOptions options, CommitListener& listener)
@@ -184,7 +188,6 @@ void GroupCommitWriter::process(std::vector<SendCommand>& batch) {
     batches_committed_.fetch_add(1, std::memory_order_relaxed);
   }
 
-  std::vector<std::string> receivers;
   for (std::size_t i = 0; i < slots.size(); ++i) {
     Slot& s = slots[i];
     if (!status.ok()) {
@@ -198,12 +201,57 @@ void GroupCommitWriter::process(std::vector<SendCommand>& batch) {
         s.status = {StoreCode::conflict, "client_msg_id already used for a different message"};
       }
     }
-    if (status.ok() && !s.ack.duplicate && s.leader == i) receivers.push_back(s.cmd->receiver);
   }
   for (Slot& s : slots) {
     if (s.cmd->done) s.cmd->done(s.status, s.ack);
   }
-  if (!receivers.empty()) listener_.notify(receivers);
+  if (status.ok() && !unique.empty()) listener_.notify(committed_batch(slots, unique));
+}
+
+std::shared_ptr<const CommittedBatch> GroupCommitWriter::committed_batch(
+    std::vector<Slot>& slots, const std::vector<std::size_t>& unique) {
+  // Called after every `done`: the commands' bodies and senders are moved
+  // into the batch, which is built once and shared by every woken waiter.
+  auto batch = std::make_shared<CommittedBatch>();
+  std::unordered_map<std::string_view, std::size_t> index;
+  index.reserve(unique.size());
+  // Pass 1: one inbox per receiver, its seq run, and its message count (in end).
+  for (std::size_t i : unique) {
+    const Slot& s = slots[i];
+    auto [it, inserted] = index.try_emplace(s.cmd->receiver, batch->inboxes.size());
+    if (inserted) {
+      batch->inboxes.push_back({s.cmd->receiver, s.seq, s.seq, 0, 0});
+    } else {
+      CommittedBatch::Inbox& box = batch->inboxes[it->second];
+      // allocate_seqs hands each receiver consecutive seqs in batch order;
+      // should that ever not hold, the run is unknown and waiters query.
+      if (s.seq != box.last_seq + 1) box.first_seq = 0;
+      box.last_seq = s.seq;
+    }
+    if (s.stored_id != 0) ++batch->inboxes[it->second].end;
+  }
+  std::uint32_t offset = 0;
+  for (CommittedBatch::Inbox& box : batch->inboxes) {
+    const std::uint32_t n = box.end;
+    box.begin = box.end = offset;
+    offset += n;
+  }
+  // Pass 2: each inbox's messages, contiguous and in seq order.
+  batch->messages.resize(offset);
+  for (std::size_t i : unique) {
+    Slot& s = slots[i];
+    if (s.stored_id == 0) continue;
+    CommittedBatch::Inbox& box = batch->inboxes[index.find(s.cmd->receiver)->second];
+    protocol::MessageRecord& m = batch->messages[box.end++];
+    m.seq = s.seq;
+    m.message_id = s.stored_id;
+    m.sender = std::move(s.cmd->sender);
+    m.receiver = box.owner;
+    m.body = std::move(s.cmd->body);
+    m.created_at_us = s.cmd->received_at_us;
+    m.client_msg_id = s.stored_cmid;
+  }
+  return batch;
 }
 
 void GroupCommitWriter::allocate_seqs(std::vector<Slot>& slots,
@@ -285,15 +333,19 @@ StoreStatus GroupCommitWriter::write_batch(std::vector<Slot>& slots,
     // Negative control: fresh keys make every resend a new message.
     const bool skip_idempotency = fault::fires(fault::Point::skip_idempotency);
     std::size_t body_bytes = 0;
-    for (std::size_t i : unique) body_bytes += slots[i].cmd->body.size() + 8;
+    for (std::size_t i : unique) {
+      body_bytes += slots[i].cmd->body.size() + 8;
+      slots[i].stored_id = 0;
+    }
     body.reserve(body_bytes);
     for (std::size_t i : unique) {
       const SendCommand& c = *slots[i].cmd;
       ord.add(static_cast<std::int64_t>(i));
       sender.add(c.sender);
       receiver.add(c.receiver);
-      cmid.add(static_cast<std::int64_t>(skip_idempotency ? c.client_msg_id ^ static_cast<std::uint64_t>(now_us())
-                                                          : c.client_msg_id));
+      slots[i].stored_cmid =
+          skip_idempotency ? c.client_msg_id ^ static_cast<std::uint64_t>(now_us()) : c.client_msg_id;
+      cmid.add(static_cast<std::int64_t>(slots[i].stored_cmid));
       body.add(c.body);
       created.add(c.received_at_us);
       seq.add(slots[i].seq);
@@ -317,7 +369,8 @@ StoreStatus GroupCommitWriter::write_batch(std::vector<Slot>& slots,
         continue;
       }
       s.status = {};
-      s.ack = {row[1].as<std::int64_t>(), s.cmd->received_at_us, s.seq, false};
+      s.stored_id = row[1].as<std::int64_t>();
+      s.ack = {s.stored_id, s.cmd->received_at_us, s.seq, false};
     }
     if (any_dup) {
       const pqxx::result d = tx.exec_prepared(kFindExisting, std::move(dup_ord).str(),

@@ -6,7 +6,8 @@
 // oldest), allocates the receivers' seqs from Redis in one pipelined round trip,
 // writes messages and inbox rows to PostgreSQL in one transaction with
 // set-based statements, and only after COMMIT returns calls each send's `done`
-// and tells the CommitListener which inboxes changed.
+// and hands the CommitListener the committed batch: per inbox the committed
+// seq run and its messages, so woken long polls can answer without a read.
 //
 // Seq hazards and how they are answered (see README "Design"):
 // - a seq whose write fails leaves a gap: the writer tombstones the seqs it
@@ -72,6 +73,8 @@ class GroupCommitWriter final : public MessageWriter {
   StoreStatus write_batch(std::vector<Slot>& slots, const std::vector<std::size_t>& unique);
   bool ensure_pg(StoreStatus& status);
   void allocate_seqs(std::vector<Slot>& slots, const std::vector<std::size_t>& unique);
+  static std::shared_ptr<const CommittedBatch> committed_batch(std::vector<Slot>& slots,
+                                                               const std::vector<std::size_t>& unique);
 
   GroupCommitOptions options_;
   CommitListener& listener_;

@@ -52,9 +52,16 @@ RedisCommitBus::~RedisCommitBus() { stop(); }
 
 void RedisCommitBus::start() {
   subscriber_ = std::thread([this] { subscribe_loop(); });
+  publisher_ = std::thread([this] { publish_loop(); });
 }
 
 void RedisCommitBus::stop() {
+  {
+    std::lock_guard lock(pub_mu_);
+    pub_stopping_ = true;
+  }
+  pub_cv_.notify_one();
+  if (publisher_.joinable()) publisher_.join();  // publishes what is queued first
   stopping_.store(true);
   if (subscriber_.joinable()) subscriber_.join();
 }
@@ -68,12 +75,42 @@ redisContext* RedisCommitBus::publisher() {
   return pub_.get();
 }
 
-void RedisCommitBus::notify(const std::vector<std::string>& receivers) {
-  local_.notify(receivers);
+void RedisCommitBus::notify(const std::shared_ptr<const CommittedBatch>& batch) {
+  local_.notify(batch);
+  bool wake = false;
+  {
+    std::lock_guard lock(pub_mu_);
+    if (pub_stopping_) return;  // the writer stops first; nothing is dropped
+    // Bounded: if Redis stalls, names beyond this wait for the next round
+    // trip's deadline-driven re-polls on the other processes (best effort).
+    constexpr std::size_t kMaxPending = 1 << 20;
+    if (pub_pending_.size() < kMaxPending) {
+      wake = pub_pending_.empty();
+      for (const CommittedBatch::Inbox& box : batch->inboxes) pub_pending_.append(" ").append(box.owner);
+    }
+  }
+  if (wake) pub_cv_.notify_one();
+}
+
+void RedisCommitBus::publish_loop() {
+  std::string names;
+  for (;;) {
+    {
+      std::unique_lock lock(pub_mu_);
+      pub_cv_.wait(lock, [&] { return pub_stopping_ || !pub_pending_.empty(); });
+      if (pub_pending_.empty()) return;  // stopping, nothing left
+      names.swap(pub_pending_);
+      pub_pending_.clear();
+    }
+    publish(names);
+  }
+}
+
+void RedisCommitBus::publish(const std::string& names) {
   redisContext* c = publisher();
   if (!c) return;
   std::string message = instance_;
-  for (const std::string& r : receivers) message.append(" ").append(r);
+  message.append(names);
   auto* reply = static_cast<redisReply*>(
       redisCommand(c, "PUBLISH %s %b", kChannel, message.data(), message.size()));
   if (!reply) {
@@ -129,7 +166,7 @@ void RedisCommitBus::handle_message(const redisReply* reply) {
   for (std::string r; in >> r;) receivers.push_back(std::move(r));
   if (!receivers.empty()) {
     remote_.fetch_add(1);
-    local_.notify(receivers);
+    local_.notify(CommittedBatch::names_only(std::move(receivers)));
   }
 }
 

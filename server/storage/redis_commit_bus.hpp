@@ -2,19 +2,24 @@
 // RedisCommitBus: tells long polls in every im-server process which inboxes a
 // commit changed.
 //
-// notify() (called by the writer thread after each commit) wakes the local
-// Waiters at once and publishes the receivers on the Redis channel
+// notify() (called by the writer thread after each commit) hands the batch to
+// the local Waiters at once and publishes its inboxes on the Redis channel
 // "im:commits"; a subscriber thread wakes local waiters for commits made by
-// other processes. Messages carry the publishing process's instance id so a
+// other processes (by name only: those waiters query). Publishing runs on the
+// bus's own thread: the writer only queues the names, so a slow Redis round
+// trip never delays the next batch; names queued while a PUBLISH is in flight
+// go out together in the next one. Messages carry the publishing process's instance id so a
 // process ignores its own. Best effort: if Redis is down, remote long polls
 // still answer by their deadline (and readers re-check while a gap is pending).
 //
-// Thread-safety: notify() from one thread (the writer); start()/stop() from
+// Thread-safety: notify() from any thread (the writer); start()/stop() from
 // the owner.
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -35,12 +40,14 @@ class RedisCommitBus final : public CommitListener {
   void start();
   void stop();
 
-  void notify(const std::vector<std::string>& receivers) override;
+  void notify(const std::shared_ptr<const CommittedBatch>& batch) override;
 
   std::uint64_t remote_notifications() const { return remote_.load(); }
 
  private:
   void subscribe_loop();
+  void publish_loop();
+  void publish(const std::string& names);
   void handle_message(const redisReply* reply);
   redisContext* publisher();
 
@@ -55,6 +62,11 @@ class RedisCommitBus final : public CommitListener {
   std::atomic<bool> stopping_{false};
   std::atomic<std::uint64_t> remote_{0};
   std::thread subscriber_;
+  std::thread publisher_;
+  std::mutex pub_mu_;
+  std::condition_variable pub_cv_;
+  std::string pub_pending_;  // " name name ...", guarded by pub_mu_
+  bool pub_stopping_ = false;  // guarded by pub_mu_
 };
 
 }  // namespace im::server

@@ -109,23 +109,6 @@ TEST_CASE("redis URLs", "[unit][storage]") {
   CHECK_THROWS_AS(parse_redis_url("redis://:6379"), std::invalid_argument);
 }
 
-TEST_CASE("waiters wake only the inboxes that changed", "[unit][service]") {
-  Waiters w;
-  std::atomic<int> bob{0}, carol{0};
-  const auto t1 = w.add("bob", [&] { ++bob; });
-  w.add("bob", [&] { ++bob; });
-  w.add("carol", [&] { ++carol; });
-  w.notify({"bob", "dave"});
-  CHECK(bob == 2);
-  CHECK(carol == 0);
-  w.remove("bob", t1);
-  w.notify({"bob"});
-  CHECK(bob == 3);
-  CHECK(w.size() == 2);
-  w.notify_all();
-  CHECK(carol == 1);
-}
-
 TEST_CASE("limit flags: defaults, flags, environment and bad values", "[unit][config]") {
   Config d;
   REQUIRE(parse({}, d).action == ParseResult::Action::run);

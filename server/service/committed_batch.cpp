@@ -1,0 +1,35 @@
+#include "server/service/committed_batch.hpp"
+
+#include <algorithm>
+
+namespace im::server {
+
+std::shared_ptr<const CommittedBatch> CommittedBatch::names_only(std::vector<std::string> owners) {
+  auto batch = std::make_shared<CommittedBatch>();
+  batch->inboxes.reserve(owners.size());
+  for (std::string& o : owners) batch->inboxes.push_back(Inbox{std::move(o), 0, 0, 0, 0});
+  return batch;
+}
+
+std::optional<CommitPage> page_from_commit(const CommittedBatch& batch,
+                                           const CommittedBatch::Inbox& inbox,
+                                           std::int64_t after_seq, std::uint32_t limit) {
+  if (!inbox.has_run() || limit == 0 || after_seq + 1 != inbox.first_seq) return std::nullopt;
+  if (inbox.begin > inbox.end || inbox.end > batch.messages.size()) return std::nullopt;
+  const std::span<const protocol::MessageRecord> run(batch.messages.data() + inbox.begin,
+                                                     inbox.end - inbox.begin);
+  CommitPage page;
+  const std::size_t take = std::min<std::size_t>(run.size(), limit);
+  page.messages = run.first(take);
+  if (take == limit && take > 0 && run[take - 1].seq < inbox.last_seq) {
+    // The page is full and the run goes on (messages or tombstones): stop at
+    // the last message taken, as the query does.
+    page.next_after_seq = run[take - 1].seq;
+    page.has_more = true;
+  } else {
+    page.next_after_seq = inbox.last_seq;
+  }
+  return page;
+}
+
+}  // namespace im::server
