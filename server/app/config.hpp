@@ -32,6 +32,9 @@ struct Config {
   // Per-user send rate limit (token bucket): messages/s sustained (0: off) and burst.
   double send_rate = 10000;
   std::uint32_t send_burst = 20000;
+  // TLS on the listener: both files (PEM) or neither (plain TCP).
+  std::string tls_cert;  // certificate chain, the server's certificate first
+  std::string tls_key;   // its private key, unencrypted
   std::string log_level = "info";
   std::string port_file;
   std::string server_name = "im-server";
@@ -52,8 +55,9 @@ struct ParseResult {
 /// --help or a clear error itself. Never throws.
 ParseResult parse_config(int argc, char** argv, Config& config);
 
-/// Checks ranges and formats and fills the derived fields; throws
-/// std::invalid_argument with a message naming the setting.
+/// Checks ranges and formats (and that the TLS files load and match) and fills
+/// the derived fields; throws std::invalid_argument with a message naming the
+/// setting.
 void validate(Config& config);
 
 /// One line with the effective configuration, secrets (passwords) masked.
