@@ -47,6 +47,8 @@ struct WorkloadOptions {
   double rate = 0;               // open loop: sends/s in all (0: closed loop, `pipeline` per sender)
   double warmup_s = 0;           // sends intended in the first seconds are left out of the figures
   bool progress = false;         // a progress line on stderr every second
+  bool tls = false;              // connect with TLS (certificate verified)
+  std::string tls_ca_file;       // CAs to trust (PEM); empty: the system's
 };
 
 struct RunReport {
