@@ -238,7 +238,8 @@ Session::Clock::time_point Session::check_deadlines(Clock::time_point now) {
   if (limits_.handshake_timeout.count() > 0 && user.empty()) {
     if (now >= handshake_deadline_) {
       expire(stats_.handshake_timeouts, spdlog::level::warn,
-             fmt::format("handshake timeout: no successful Hello within {} ms of connecting",
+             fmt::format("handshake timeout: no successful {} within {} ms of connecting",
+                         tls_handshaking_ ? "TLS handshake" : "Hello",
                          limits_.handshake_timeout.count()));
       return linger;
     }
