@@ -190,7 +190,7 @@ TEST_CASE("TLS: send and pull round trip through libimclient", "[e2e][tls]") {
   CHECK(page->messages.back().body == big);
 }
 
-TEST_CASE("TLS: a plain TCP client gets nothing useful; the server keeps serving TLS",
+TEST_CASE("TLS: a plain TCP client gets nothing useful, and the server keeps serving TLS",
           "[e2e][tls]") {
   TestCerts certs;
   TestServer server(with_tls(certs));
@@ -309,7 +309,7 @@ TEST_CASE("TLS: a TCP client that never starts the handshake is closed by the de
   CHECK(silent.closed_by_server(5s));
 }
 
-TEST_CASE("TLS: the handshake deadline covers Hello; close_notify is bounded", "[e2e][tls]") {
+TEST_CASE("TLS: the handshake deadline covers Hello, and close_notify is bounded", "[e2e][tls]") {
   TestCerts certs;
   TestServer server(with_tls(certs, 500));
   RawTlsClient c(server.port());
