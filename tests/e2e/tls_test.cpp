@@ -188,6 +188,12 @@ TEST_CASE("TLS: send and pull round trip through libimclient", "[e2e][tls]") {
     CHECK(page->messages[static_cast<std::size_t>(i) + 1].body == "m" + std::to_string(i));
   }
   CHECK(page->messages.back().body == big);
+
+  // A new connection gets a new TLS session.
+  a.close();
+  const auto again = a.send(bob, "after reconnect");
+  INFO((again ? "" : again.error().to_string()));
+  CHECK(again);
 }
 
 TEST_CASE("TLS: a plain TCP client gets nothing useful, and the server keeps serving TLS",
