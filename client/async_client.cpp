@@ -1,3 +1,5 @@
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <random>
@@ -9,8 +11,14 @@
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
+#include <asio/ssl/context.hpp>
+#include <asio/ssl/error.hpp>
+#include <asio/ssl/host_name_verification.hpp>
+#include <asio/ssl/stream.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/write.hpp>
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
 
 #include "client/client.hpp"
 #include "protocol/frame_codec.hpp"
@@ -35,6 +43,38 @@ Error from_wire(const wire::Error& e) {
   out.message = e.message() ? e.message()->str() : "";
   out.retry_after_ms = e.retry_after_ms();
   return out;
+}
+
+using TlsStream = asio::ssl::stream<asio::ip::tcp::socket>;
+
+/// The client side's TLS settings, or null with `why` set.
+std::unique_ptr<asio::ssl::context> make_tls_context(const Options& o, std::string& why) {
+  auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
+  SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
+  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_compression);
+  ctx->set_verify_mode(asio::ssl::verify_peer);
+  std::error_code ec;
+  if (o.tls_ca_file.empty()) {
+    ctx->set_default_verify_paths(ec);
+    if (ec) why = "TLS: cannot load the system's CA certificates: " + ec.message();
+  } else if (std::FILE* f = std::fopen(o.tls_ca_file.c_str(), "rb"); !f) {
+    why = "TLS CA file '" + o.tls_ca_file + "': cannot read: " + std::strerror(errno);
+  } else {
+    std::fclose(f);
+    ctx->load_verify_file(o.tls_ca_file, ec);
+    if (ec) why = "TLS CA file '" + o.tls_ca_file + "': no PEM certificates: " + ec.message();
+  }
+  if (!why.empty()) return nullptr;
+  return ctx;
+}
+
+/// OpenSSL's reason for a failed handshake, with the certificate check's own
+/// when that is what failed ("certificate verify failed: hostname mismatch").
+std::string tls_failure(TlsStream& stream, const std::error_code& ec) {
+  std::string why = ec.message();
+  const long verify = SSL_get_verify_result(stream.native_handle());
+  if (verify != X509_V_OK) why += std::string(": ") + X509_verify_cert_error_string(verify);
+  return why;
 }
 
 std::vector<MessageRecord> to_records(
@@ -100,6 +140,10 @@ struct AsyncClient::Impl : std::enable_shared_from_this<AsyncClient::Impl> {
   asio::executor_work_guard<asio::io_context::executor_type> work = asio::make_work_guard(io);
   std::thread thread;
   asio::ip::tcp::socket socket{io};
+  std::unique_ptr<asio::ssl::context> tls_ctx;  // made at the first TLS connect
+  // The connection's TLS stream; it owns the socket (moved from `socket`).
+  // Handlers hold it too: a stale completion may run after a reconnect.
+  std::shared_ptr<TlsStream> tls;
   asio::steady_timer connect_timer{io};
   enum class State { idle, connecting, ready } state = State::idle;
   std::uint64_t generation = 0;  // bumped per connection, to ignore stale completions
@@ -122,6 +166,9 @@ struct AsyncClient::Impl : std::enable_shared_from_this<AsyncClient::Impl> {
   void start() {
     thread = std::thread([self = shared_from_this()] { self->io.run(); });
   }
+
+  /// The TCP socket of the current connection.
+  asio::ip::tcp::socket& lowest() { return tls ? tls->next_layer() : socket; }
 
   // ---- requests -----------------------------------------------------------
   void call(std::function<protocol::OutFrame(std::uint64_t)> make, std::chrono::milliseconds timeout,
@@ -228,6 +275,12 @@ struct AsyncClient::Impl : std::enable_shared_from_this<AsyncClient::Impl> {
   void do_connect() {
     const std::uint64_t gen = ++generation;
     const Endpoint ep = current_endpoint();
+    tls.reset();  // the last connection's stream lives on only in its stale handlers
+    if (opt.tls && !tls_ctx) {
+      std::string why;
+      tls_ctx = make_tls_context(opt, why);
+      if (!tls_ctx) return connection_failed(make_error(Error::Kind::connect_failed, why));
+    }
     auto resolver = std::make_shared<asio::ip::tcp::resolver>(io);
     connect_timer.expires_after(opt.connect_timeout);
     connect_timer.async_wait([self = shared_from_this(), gen](const std::error_code& ec) {
@@ -254,14 +307,46 @@ struct AsyncClient::Impl : std::enable_shared_from_this<AsyncClient::Impl> {
                                       ep.host + ":" + std::to_string(ep.port) + ": " +
                                           ec2.message()));
                                 }
+                                if (self->opt.tls) return self->start_tls(gen, ep);
                                 self->on_connected(gen);
                               });
         });
   }
 
-  void on_connected(std::uint64_t gen) {
+  /// TLS handshake on the connected socket, inside the connect timeout; the
+  /// certificate chain and the name are verified.
+  void start_tls(std::uint64_t gen, const Endpoint& ep) {
     std::error_code ignored;
     socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+    tls = std::make_shared<TlsStream>(std::move(socket), *tls_ctx);
+    const std::string name = opt.tls_server_name.empty() ? ep.host : opt.tls_server_name;
+    std::error_code not_address;
+    asio::ip::make_address(name, not_address);
+    if (not_address) SSL_set_tlsext_host_name(tls->native_handle(), name.c_str());  // SNI
+    tls->set_verify_mode(asio::ssl::verify_peer);
+    tls->set_verify_callback([name](bool preverified, asio::ssl::verify_context& vc) {
+      if (asio::ssl::host_name_verification(name)(preverified, vc)) return true;
+      // asio's check only says no: record why, for the error message.
+      if (preverified) X509_STORE_CTX_set_error(vc.native_handle(), X509_V_ERR_HOSTNAME_MISMATCH);
+      return false;
+    });
+    tls->async_handshake(
+        asio::ssl::stream_base::client,
+        [self = shared_from_this(), gen, ep, stream = tls](const std::error_code& ec) {
+          if (gen != self->generation || self->state != State::connecting) return;
+          if (ec) {
+            return self->connection_failed(make_error(
+                Error::Kind::connect_failed, "TLS handshake with " + ep.host + ":" +
+                                                 std::to_string(ep.port) + " failed: " +
+                                                 tls_failure(*stream, ec)));
+          }
+          self->on_connected(gen);
+        });
+  }
+
+  void on_connected(std::uint64_t gen) {
+    std::error_code ignored;
+    lowest().set_option(asio::ip::tcp::no_delay(true), ignored);
     rbuf.assign(64 * 1024, 0);
     rbuf_used = 0;
     start_read(gen);
@@ -318,8 +403,8 @@ struct AsyncClient::Impl : std::enable_shared_from_this<AsyncClient::Impl> {
     ++generation;
     state = State::idle;
     std::error_code ignored;
-    socket.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-    socket.close(ignored);
+    lowest().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    lowest().close(ignored);
     connect_timer.cancel();
     write_queue.clear();
     writing = false;
@@ -331,7 +416,7 @@ struct AsyncClient::Impl : std::enable_shared_from_this<AsyncClient::Impl> {
 
   void start_write() {
     if (writing || write_queue.empty() || state == State::idle) return;
-    if (state == State::connecting && !socket.is_open()) return;
+    if (state == State::connecting && !lowest().is_open()) return;
     writing = true;
     auto batch = std::make_shared<std::vector<protocol::OutFrame>>();
     std::vector<asio::const_buffer> buffers;
@@ -340,34 +425,49 @@ struct AsyncClient::Impl : std::enable_shared_from_this<AsyncClient::Impl> {
       write_queue.pop_front();
       buffers.emplace_back(batch->back().data(), batch->back().size());
     }
-    asio::async_write(socket, buffers,
-                      [self = shared_from_this(), batch, gen = generation](const std::error_code& ec,
-                                                                           std::size_t) {
-                        if (gen != self->generation) return;
-                        self->writing = false;
-                        if (ec) {
-                          return self->connection_failed(
-                              make_error(Error::Kind::disconnected, "write: " + ec.message()));
-                        }
-                        self->start_write();
-                      });
+    std::shared_ptr<std::vector<std::uint8_t>> flat;
+    if (tls) {
+      // An SSL stream makes a record of each buffer: give it one.
+      flat = std::make_shared<std::vector<std::uint8_t>>();
+      for (const auto& f : *batch) flat->insert(flat->end(), f.data(), f.data() + f.size());
+    }
+    auto done = [self = shared_from_this(), batch, flat, stream = tls, gen = generation](
+                    const std::error_code& ec, std::size_t) {
+      if (gen != self->generation) return;
+      self->writing = false;
+      if (ec) {
+        return self->connection_failed(
+            make_error(Error::Kind::disconnected, "write: " + ec.message()));
+      }
+      self->start_write();
+    };
+    if (tls) {
+      asio::async_write(*tls, asio::buffer(*flat), std::move(done));
+    } else {
+      asio::async_write(socket, buffers, std::move(done));
+    }
   }
 
   void start_read(std::uint64_t gen) {
     if (rbuf.size() - rbuf_used < 16 * 1024) rbuf.resize(rbuf.size() * 2);
-    socket.async_read_some(
-        asio::buffer(rbuf.data() + rbuf_used, rbuf.size() - rbuf_used),
-        [self = shared_from_this(), gen](const std::error_code& ec, std::size_t n) {
-          if (gen != self->generation) return;
-          if (ec) {
-            return self->connection_failed(make_error(
-                Error::Kind::disconnected,
-                ec == asio::error::eof ? "server closed the connection" : ec.message()));
-          }
-          self->rbuf_used += n;
-          if (!self->drain_frames()) return;
-          self->start_read(gen);
-        });
+    auto done = [self = shared_from_this(), gen, stream = tls](const std::error_code& ec,
+                                                               std::size_t n) {
+      if (gen != self->generation) return;
+      if (ec) {
+        const bool ended = ec == asio::error::eof || ec == asio::ssl::error::stream_truncated;
+        return self->connection_failed(make_error(
+            Error::Kind::disconnected, ended ? "server closed the connection" : ec.message()));
+      }
+      self->rbuf_used += n;
+      if (!self->drain_frames()) return;
+      self->start_read(gen);
+    };
+    const auto buffer = asio::buffer(rbuf.data() + rbuf_used, rbuf.size() - rbuf_used);
+    if (tls) {
+      tls->async_read_some(buffer, std::move(done));
+    } else {
+      socket.async_read_some(buffer, std::move(done));
+    }
   }
 
   /// Handles every complete frame in rbuf; false if the connection failed.
@@ -426,7 +526,7 @@ struct AsyncClient::Impl : std::enable_shared_from_this<AsyncClient::Impl> {
     ++generation;
     state = State::idle;
     std::error_code ignored;
-    socket.close(ignored);
+    lowest().close(ignored);
     connect_timer.cancel();
     fail_all(make_error(Error::Kind::closed, "client closed"));
   }

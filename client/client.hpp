@@ -12,6 +12,7 @@
 //   with a timeout; the connection is opened lazily, Hello is sent first, and
 //   after a loss it reconnects with capped backoff on the next request.
 //   Callbacks run on the client's I/O thread and must not block.
+//   With Options::tls the connection is TLS, the server verified before Hello.
 // - Client: a blocking wrapper; each call waits for its result.
 //
 // Sends are safe to retry: every send carries a client_msg_id (generated when
@@ -69,6 +70,14 @@ struct Options {
   int send_attempts = 5;
   std::chrono::milliseconds backoff_initial{50};
   std::chrono::milliseconds backoff_max{2000};
+  /// TLS (1.2 and later). The server's certificate chain and name are always
+  /// verified; a failure is Error::Kind::connect_failed with OpenSSL's reason.
+  bool tls = false;
+  /// PEM file of the CA certificates to trust; empty: the system's default.
+  std::string tls_ca_file;
+  /// The name (DNS name or IP address) the certificate must carry; empty: the
+  /// host connected to (each failover endpoint's own).
+  std::string tls_server_name;
 };
 
 /// What went wrong. `kind` says where; for server errors `code` is the wire code.

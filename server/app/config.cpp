@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "protocol/frame_codec.hpp"
+#include "server/net/tls_context.hpp"
 
 namespace im::server {
 namespace {
@@ -98,6 +99,9 @@ void validate(Config& c) {
   static const char* kLevels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
   require(std::find(std::begin(kLevels), std::end(kLevels), c.log_level) != std::end(kLevels),
           "--log-level must be one of trace, debug, info, warn, error, critical, off");
+  require(c.tls_cert.empty() == c.tls_key.empty(),
+          "--tls-cert and --tls-key must be given together (TLS) or not at all (plain TCP)");
+  if (!c.tls_cert.empty()) make_server_tls_context(c.tls_cert, c.tls_key);  // throws naming the file
 }
 
 std::string describe(const Config& c) {
@@ -177,6 +181,10 @@ ParseResult parse_config(int argc, char** argv, Config& c) {
   opt("--auth-threads", c.auth_threads, "IM_AUTH_THREADS",
       "threads hashing passwords (Argon2id, 64 MiB each while hashing): the cap on what "
       "Register and Login can cost");
+  opt("--tls-cert", c.tls_cert, "IM_TLS_CERT",
+      "TLS: certificate chain file (PEM, the server's certificate first); with --tls-key the "
+      "listener speaks only TLS 1.2+ (default: plain TCP)");
+  opt("--tls-key", c.tls_key, "IM_TLS_KEY", "TLS: the certificate's private key file (PEM, unencrypted)");
   opt("--log-level", c.log_level, "IM_LOG_LEVEL", "trace, debug, info, warn, error, critical, off");
   opt("--port-file", c.port_file, "IM_PORT_FILE", "write the bound port to this file once listening");
   opt("--server-name", c.server_name, "IM_SERVER_NAME", "name sent to clients in Welcome");

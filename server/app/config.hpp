@@ -43,6 +43,9 @@ struct Config {
   std::string registration = "open";  // open | closed (password accounts)
   std::string login_token_ttl = "24h";
   std::uint32_t auth_threads = 1;  // Argon2id hashing threads (64 MiB each while hashing)
+  // TLS on the listener: both files (PEM) or neither (plain TCP).
+  std::string tls_cert;  // certificate chain, the server's certificate first
+  std::string tls_key;   // its private key, unencrypted
   std::string log_level = "info";
   std::string port_file;
   std::string server_name = "im-server";
@@ -65,8 +68,9 @@ struct ParseResult {
 /// --help or a clear error itself. Never throws.
 ParseResult parse_config(int argc, char** argv, Config& config);
 
-/// Checks ranges and formats and fills the derived fields; throws
-/// std::invalid_argument with a message naming the setting.
+/// Checks ranges and formats (and that the TLS files load and match) and fills
+/// the derived fields; throws std::invalid_argument with a message naming the
+/// setting.
 void validate(Config& config);
 
 /// One line with the effective configuration, secrets (passwords) masked.

@@ -9,6 +9,7 @@
 
 #include "server/net/fd_limit.hpp"
 #include "server/net/listener.hpp"
+#include "server/net/tls_context.hpp"
 #include "server/service/service.hpp"
 #include "server/service/waiters.hpp"
 #include "server/storage/fault_points.hpp"
@@ -135,7 +136,15 @@ void Server::start() {
   }
   const asio::ip::tcp::endpoint endpoint(asio::ip::make_address(config_.listen_host),
                                          config_.listen_port);
-  listener_ = std::make_unique<Listener>(contexts, endpoint, *service_, nlimits);
+  std::shared_ptr<asio::ssl::context> tls;
+  if (!config_.tls_cert.empty()) {
+    tls = make_server_tls_context(config_.tls_cert, config_.tls_key);
+    log->info("TLS on: TLS 1.2 and later only, certificate {}, key {}", config_.tls_cert,
+              config_.tls_key);
+  } else {
+    log->info("TLS off: plain TCP (enable with --tls-cert and --tls-key)");
+  }
+  listener_ = std::make_unique<Listener>(contexts, endpoint, *service_, nlimits, std::move(tls));
 
   bus_->start();
   writer_->start();

@@ -19,11 +19,12 @@ constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
 
 Listener::Listener(std::vector<asio::io_context*> io_contexts,
                    const asio::ip::tcp::endpoint& endpoint, Service& service,
-                   ListenerLimits limits)
+                   ListenerLimits limits, std::shared_ptr<asio::ssl::context> tls)
     : io_contexts_(std::move(io_contexts)),
       acceptor_(*io_contexts_.at(0)),
       service_(service),
       limits_(limits),
+      tls_(std::move(tls)),
       limiter_(limits.max_connections, limits.max_connections_per_address) {
   acceptor_.open(endpoint.protocol());
   acceptor_.set_option(asio::ip::tcp::acceptor::reuse_address(true));
@@ -86,7 +87,7 @@ asio::awaitable<void> Listener::accept_loop() {
     const std::uint64_t id = next_id_.fetch_add(1);
     spdlog::get("net")->info("[s{}] accepted from {}:{}", id, peer.address().to_string(), peer.port());
     auto session = std::make_shared<Session>(
-        std::move(socket), id, service_, limits_.session, stats_,
+        std::move(socket), tls_.get(), id, service_, limits_.session, stats_,
         [this, address = peer.address()](std::uint64_t closed_id) {
           {
             std::lock_guard lock(mu_);
@@ -116,10 +117,16 @@ void Listener::refuse(asio::ip::tcp::socket socket, const asio::ip::address& pee
                              "{} in all)",
                              peer.to_string(), message, n, throttle.total());
   }
+  std::error_code ec;
+  if (tls_) {
+    // A TLS client cannot read a plain Error, and a handshake per refusal
+    // would make a flood cost more: just close.
+    socket.close(ec);
+    return;
+  }
   // The Error goes out without waiting: a new socket's empty send buffer takes
   // it whole. Then FIN, so the client reads the Error before end of stream.
   const auto frame = protocol::encode_error(0, wire::ErrorCode::Busy, message, 1000);
-  std::error_code ec;
   socket.non_blocking(true, ec);
   socket.write_some(asio::buffer(frame.data(), frame.size()), ec);
   socket.shutdown(asio::ip::tcp::socket::shutdown_send, ec);

@@ -7,7 +7,9 @@
 // max_connections_per_address from its source address, gets one
 // Error{busy} (request id 0) and is closed; open connections are unaffected.
 // Refusals and session timeouts are counted in stats() and logged at most once
-// a second.
+// a second. With TLS (a context given), every session starts with the TLS
+// handshake, and a refused connection is closed without the Error (it could
+// not read one before a handshake).
 //
 // Thread-safety: start()/stop() from the owning thread; the session registry is
 // locked because sessions close on their own threads.
@@ -44,9 +46,11 @@ class Listener {
   static constexpr std::chrono::milliseconds kRejectLinger{2000};
   static constexpr int kMaxLingering = 256;
 
-  /// Binds `endpoint` (port 0 picks a free one) on io_contexts[0]; throws on failure.
+  /// Binds `endpoint` (port 0 picks a free one) on io_contexts[0]; throws on
+  /// failure. `tls` null: plain TCP.
   Listener(std::vector<asio::io_context*> io_contexts, const asio::ip::tcp::endpoint& endpoint,
-           Service& service, ListenerLimits limits);
+           Service& service, ListenerLimits limits,
+           std::shared_ptr<asio::ssl::context> tls = nullptr);
 
   void start();
   /// Stops accepting.
@@ -69,6 +73,7 @@ class Listener {
   asio::ip::tcp::acceptor acceptor_;
   Service& service_;
   ListenerLimits limits_;
+  std::shared_ptr<asio::ssl::context> tls_;
   ConnectionLimiter limiter_;
   NetStats stats_;
   std::atomic<int> lingering_{0};

@@ -17,10 +17,10 @@ namespace {
 constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
 }  // namespace
 
-Session::Session(asio::ip::tcp::socket socket, std::uint64_t id, Service& service,
-                 const SessionLimits& limits, NetStats& stats, OnClose on_close)
-    : socket_(std::move(socket)),
-      executor_(socket_.get_executor()),
+Session::Session(asio::ip::tcp::socket socket, asio::ssl::context* tls, std::uint64_t id,
+                 Service& service, const SessionLimits& limits, NetStats& stats, OnClose on_close)
+    : transport_(std::move(socket), tls),
+      executor_(transport_.get_executor()),
       id_(id),
       service_(service),
       limits_(limits),
@@ -28,7 +28,8 @@ Session::Session(asio::ip::tcp::socket socket, std::uint64_t id, Service& servic
       on_close_(std::move(on_close)),
       write_signal_(executor_),
       inflight_signal_(executor_),
-      watchdog_(executor_) {
+      watchdog_(executor_),
+      tls_handshaking_(tls != nullptr) {
   write_signal_.expires_at(asio::steady_timer::time_point::max());
   inflight_signal_.expires_at(asio::steady_timer::time_point::max());
 }
@@ -37,7 +38,7 @@ Session::~Session() = default;
 
 void Session::start() {
   std::error_code ec;
-  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  transport_.socket().set_option(asio::ip::tcp::no_delay(true), ec);
   const auto now = Clock::now();
   last_activity_ = now;
   if (limits_.handshake_timeout.count() > 0) handshake_deadline_ = now + limits_.handshake_timeout;
@@ -55,7 +56,7 @@ void Session::shutdown() {
     self->reading_ = false;
     std::error_code ec;
     // Stop receiving; responses still go out on the write half.
-    self->socket_.shutdown(asio::ip::tcp::socket::shutdown_receive, ec);
+    self->transport_.socket().shutdown(asio::ip::tcp::socket::shutdown_receive, ec);
     self->inflight_signal_.cancel();
     self->maybe_close_drained();
   });
@@ -94,11 +95,27 @@ asio::awaitable<void> Session::read_loop() {
   // The frame is read into one buffer, prefix included: FlatBuffers aligns
   // fields relative to the prefix, and the Verifier checks that alignment.
   constexpr std::size_t kPrefix = protocol::kLengthPrefixBytes;
+  if (tls_handshaking_) {
+    // Inside the handshake deadline, which the watchdog enforces by closing.
+    const std::error_code ec = co_await transport_.handshake();
+    if (closed_) co_return;
+    if (ec) {
+      if (const auto n = stats_.tls_handshake_failures.note()) {
+        spdlog::get("net")->warn("[s{}] TLS handshake failed: {}; closing ({} such since the last "
+                                 "line, {} in all)",
+                                 id_, ec.message(), n, stats_.tls_handshake_failures.total());
+      }
+      co_return close();
+    }
+    tls_handshaking_ = false;
+    // Something may have been queued meanwhile (a drain's close): the writer may go now.
+    write_signal_.cancel_one();
+  }
   while (reading_ && !closed_) {
     buffer_.resize(kPrefix);
     // Between frames until the first byte comes; then the frame deadline runs.
     auto [ec, n] =
-        co_await socket_.async_read_some(asio::buffer(buffer_.data(), kPrefix), use_nothrow);
+        co_await transport_.async_read_some(asio::buffer(buffer_.data(), kPrefix), use_nothrow);
     if (ec || !reading_) break;
     if (limits_.frame_timeout.count() > 0) {
       frame_deadline_ = Clock::now() + limits_.frame_timeout;
@@ -106,7 +123,7 @@ asio::awaitable<void> Session::read_loop() {
     }
     if (n < kPrefix) {
       std::tie(ec, n) = co_await asio::async_read(
-          socket_, asio::buffer(buffer_.data() + n, kPrefix - n), use_nothrow);
+          transport_, asio::buffer(buffer_.data() + n, kPrefix - n), use_nothrow);
       if (ec || !reading_) break;
     }
     const std::uint32_t length = protocol::read_length_prefix({buffer_.data(), kPrefix});
@@ -121,7 +138,7 @@ asio::awaitable<void> Session::read_loop() {
     }
     buffer_.resize(kPrefix + length);  // allocated only after the length was checked
     std::tie(ec, n) =
-        co_await asio::async_read(socket_, asio::buffer(buffer_.data() + kPrefix, length), use_nothrow);
+        co_await asio::async_read(transport_, asio::buffer(buffer_.data() + kPrefix, length), use_nothrow);
     if (ec || !reading_) break;
     frame_deadline_ = Clock::time_point::max();
     last_activity_ = Clock::now();
@@ -147,8 +164,11 @@ asio::awaitable<void> Session::read_loop() {
 asio::awaitable<void> Session::write_loop() {
   std::vector<asio::const_buffer> buffers;
   std::vector<protocol::OutFrame> writing;
+  std::vector<std::uint8_t> tls_out;  // TLS only: the gathered frames in one buffer
+  bool write_failed = false;
   while (!closed_) {
-    if (queue_.empty()) {
+    // Nothing may be written before the TLS handshake completes.
+    if (queue_.empty() || tls_handshaking_) {
       maybe_close_drained();
       if (close_after_flush_ || closed_) break;
       write_signal_.expires_at(asio::steady_timer::time_point::max());
@@ -158,16 +178,34 @@ asio::awaitable<void> Session::write_loop() {
     // Gather everything queued into one write (like Redis' reply batching).
     buffers.clear();
     writing.clear();
-    while (!queue_.empty() && buffers.size() < 256) {
+    std::size_t bytes = 0;
+    while (!queue_.empty() && buffers.size() < 256 && bytes < kMaxTlsGather) {
       writing.push_back(std::move(queue_.front()));
       queue_.pop_front();
       buffers.emplace_back(writing.back().data(), writing.back().size());
+      // Plain TCP takes any number of bytes in one writev: only TLS is capped.
+      if (transport_.is_tls()) bytes += writing.back().size();
     }
-    auto [ec, n] = co_await asio::async_write(socket_, buffers, use_nothrow);
+    if (transport_.is_tls()) {
+      // An SSL stream encrypts one buffer per record: small frames share
+      // records when they arrive as one buffer (one copy; TLS copies anyway).
+      tls_out.clear();
+      for (const auto& b : buffers) {
+        const auto* p = static_cast<const std::uint8_t*>(b.data());
+        tls_out.insert(tls_out.end(), p, p + b.size());
+      }
+      buffers.assign(1, asio::buffer(tls_out));
+    }
+    auto [ec, n] = co_await asio::async_write(transport_, buffers, use_nothrow);
     queued_bytes_ -= n <= queued_bytes_ ? n : queued_bytes_;
-    if (ec) break;
+    if (tls_out.capacity() > 4 * kMaxTlsGather) std::vector<std::uint8_t>().swap(tls_out);
+    if (ec) {
+      write_failed = true;
+      break;
+    }
   }
-  close();
+  // After the last write (not after a failed one), TLS may say close_notify.
+  close(!write_failed);
 }
 
 // A plain handler rather than a third coroutine: it costs a connection about
@@ -200,7 +238,8 @@ Session::Clock::time_point Session::check_deadlines(Clock::time_point now) {
   if (limits_.handshake_timeout.count() > 0 && user.empty()) {
     if (now >= handshake_deadline_) {
       expire(stats_.handshake_timeouts, spdlog::level::warn,
-             fmt::format("handshake timeout: no successful Hello within {} ms of connecting",
+             fmt::format("handshake timeout: no successful {} within {} ms of connecting",
+                         tls_handshaking_ ? "TLS handshake" : "Hello",
                          limits_.handshake_timeout.count()));
       return linger;
     }
@@ -242,6 +281,8 @@ void Session::expire(LogThrottle& throttle, spdlog::level::level_enum level,
     spdlog::get("net")->log(level, "[s{}] user={} {}; closing ({} such since the last line, {} in all)",
                             id_, user, message, n, throttle.total());
   }
+  // Before the TLS handshake completes there is no channel for an Error.
+  if (tls_handshaking_) return close();
   if (close_after_flush_) return;  // already failing: one Error is enough
   fail(protocol::encode_error(0, wire::ErrorCode::ProtocolError, message));
   inflight_signal_.cancel();  // a reader held back by max_inflight stops too
@@ -255,14 +296,16 @@ void Session::maybe_close_drained() {
   }
 }
 
-void Session::close() {
+void Session::close(bool graceful) {
   if (closed_) return;
   closed_ = true;
   closing = true;
   reading_ = false;
-  std::error_code ec;
-  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
-  socket_.close(ec);
+  if (graceful) {
+    transport_.close_gracefully(kCloseLinger, shared_from_this());
+  } else {
+    transport_.close();
+  }
   write_signal_.cancel();
   inflight_signal_.cancel();
   watchdog_.cancel();

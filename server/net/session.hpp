@@ -19,6 +19,11 @@
 // On expiry the client gets one Error{protocol_error} (request id 0) and the
 // connection closes once it is written, or after kCloseLinger at the latest.
 //
+// TLS (when the Listener has a context): the TLS handshake comes first, inside
+// the handshake deadline; a connection whose TLS handshake fails or expires is
+// closed without an Error (there is no channel to send one on). Closing after
+// the last write sends close_notify, bounded by kCloseLinger.
+//
 // Thread-safety: all state lives on the session's executor (one I/O thread);
 // respond() and shutdown() may be called from any thread.
 
@@ -36,6 +41,7 @@
 
 #include "protocol/frame_codec.hpp"
 #include "server/net/net_stats.hpp"
+#include "server/net/transport.hpp"
 #include "server/service/connection.hpp"
 #include "server/service/service.hpp"
 
@@ -60,10 +66,13 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   /// After a deadline expired, how long the Error may take to be written
   /// before the connection is closed anyway.
   static constexpr std::chrono::milliseconds kCloseLinger{1000};
+  /// TLS: most bytes gathered into one write (a few records' worth).
+  static constexpr std::size_t kMaxTlsGather = 64 * 1024;
 
-  /// `stats` must outlive every handler of the session.
-  Session(asio::ip::tcp::socket socket, std::uint64_t id, Service& service,
-          const SessionLimits& limits, NetStats& stats, OnClose on_close);
+  /// `stats` must outlive every handler of the session; so must `tls` (null:
+  /// plain TCP).
+  Session(asio::ip::tcp::socket socket, asio::ssl::context* tls, std::uint64_t id,
+          Service& service, const SessionLimits& limits, NetStats& stats, OnClose on_close);
   ~Session() override;
 
   void start();
@@ -88,10 +97,11 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   /// through `throttle` at `level`.
   void expire(LogThrottle& throttle, spdlog::level::level_enum level, const std::string& message);
   void enqueue(protocol::OutFrame frame, bool is_response);
-  void close();
+  /// Closes now; `graceful` (only when no write is pending) lets TLS send close_notify first.
+  void close(bool graceful = false);
   void maybe_close_drained();
 
-  asio::ip::tcp::socket socket_;
+  Transport transport_;
   asio::any_io_executor executor_;
   const std::uint64_t id_;
   Service& service_;
@@ -110,6 +120,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   Clock::time_point handshake_deadline_ = Clock::time_point::max();
   Clock::time_point frame_deadline_ = Clock::time_point::max();  // max: no frame in progress
   Clock::time_point last_activity_;  // last frame received, or last response to a pending request
+  bool tls_handshaking_ = false;  // the TLS handshake has not completed yet
   bool expired_ = false;
   bool reading_ = true;
   bool closed_ = false;

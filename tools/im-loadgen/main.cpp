@@ -59,6 +59,9 @@ int main(int argc, char** argv) {
   app.add_flag("--verify", verify,
                "check delivery: followers long-poll every inbox during the load, then every inbox is read again from 0");
   app.add_flag("--json", json, "print the report as one JSON object");
+  app.add_flag("--tls", o.tls, "connect with TLS, verifying the server's certificate")->envname("IM_TLS");
+  app.add_option("--tls-ca-file", o.tls_ca_file, "PEM file of CAs to trust (implies --tls; default: the system's)")
+      ->envname("IM_TLS_CA_FILE");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -81,6 +84,7 @@ int main(int argc, char** argv) {
     std::cerr << "im-loadgen: " << e.what() << "\n";
     return 2;
   }
+  o.tls = o.tls || !o.tls_ca_file.empty();
   if (o.prefix.empty()) o.prefix = fmt::format("lg{:08x}", std::random_device{}());
 
   if (verify && receiver_model == "none") {

@@ -35,6 +35,8 @@ client::Options client_options(const WorkloadOptions& o, const std::string& user
   c.request_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(o.timeout_s * 1000));
   c.connect_timeout = std::min(c.request_timeout, std::chrono::milliseconds(2000));
   c.send_attempts = o.send_attempts;
+  c.tls = o.tls;
+  c.tls_ca_file = o.tls_ca_file;
   return c;
 }
 

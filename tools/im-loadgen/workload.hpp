@@ -51,6 +51,8 @@ struct WorkloadOptions {
   /// Signs a token for a user (from the deployment's keys); unset: no token
   /// (a server under --auth none). Called at every (re)connect.
   std::function<std::string(const std::string& user)> token_for;
+  bool tls = false;              // connect with TLS (certificate verified)
+  std::string tls_ca_file;       // CAs to trust (PEM); empty: the system's
 };
 
 struct RunReport {

@@ -1,6 +1,7 @@
 // imctl: the im command-line tool.
 //
-//   imctl [--server HOST:PORT] [--user ID] [--token T] [--json] [--timeout SECS] COMMAND ...
+//   imctl [--server HOST:PORT] [--user ID] [--token T] [--json] [--timeout SECS]
+//         [--tls [--tls-ca-file PEM]] COMMAND ...
 //     send TO TEXT [--client-msg-id N]     TEXT "-" reads the body from stdin
 //     pull [--after SEQ] [--limit N] [--wait MS]
 //     follow [--after SEQ]
@@ -43,6 +44,8 @@ struct Globals {
   std::string auth_secret_file;
   bool json = false;
   double timeout_s = 5.0;
+  bool tls = false;
+  std::string tls_ca_file;
 };
 
 /// The deployment's keys, if given (--auth-secret-file or IM_AUTH_SECRET).
@@ -90,6 +93,8 @@ im::client::Options client_options(const Globals& g, const std::string& default_
   o.client_name = "imctl/0.1";
   o.request_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(g.timeout_s * 1000));
   o.connect_timeout = o.request_timeout;
+  o.tls = g.tls || !g.tls_ca_file.empty();
+  o.tls_ca_file = g.tls_ca_file;
   return o;
 }
 
@@ -123,6 +128,10 @@ int main(int argc, char** argv) {
     on->add_option("--timeout", g.timeout_s, "seconds to wait for each response (default 5)")
         ->envname("IM_TIMEOUT")
         ->check(CLI::PositiveNumber);
+    on->add_flag("--tls", g.tls, "connect with TLS, verifying the server's certificate")->envname("IM_TLS");
+    on->add_option("--tls-ca-file", g.tls_ca_file,
+                   "PEM file of CAs to trust (implies --tls; default: the system's)")
+        ->envname("IM_TLS_CA_FILE");
   };
   globals(&app);
 

@@ -8,6 +8,7 @@
 #include <cstdlib>
 
 #include "server/app/config.hpp"
+#include "tests/support/parse_args.hpp"
 #include "server/service/waiters.hpp"
 #include "server/storage/pg_array.hpp"
 #include "server/storage/redis_seq.hpp"
@@ -15,17 +16,8 @@
 using namespace im::server;
 
 namespace {
-/// Parses like im-server would. Tests about other settings run --auth none
-/// unless they name an --auth setting themselves (the default, token, needs keys).
 ParseResult parse(std::vector<std::string> args, Config& c) {
-  const bool names_auth = std::any_of(args.begin(), args.end(), [](const std::string& a) {
-    return a.rfind("--auth", 0) == 0;
-  });
-  if (!names_auth) args.insert(args.end(), {"--auth", "none"});
-  args.insert(args.begin(), "im-server");
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  return parse_config(static_cast<int>(argv.size()), argv.data(), c);
+  return im::test::parse_args(std::move(args), c);
 }
 }  // namespace
 
