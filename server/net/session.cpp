@@ -86,6 +86,10 @@ void Session::enqueue(protocol::OutFrame frame, bool is_response) {
   if (queued_bytes_ > limits_.max_queued_bytes) {
     spdlog::get("net")->warn("[s{}] user={} not reading: {} bytes queued, disconnecting", id_, user,
                              queued_bytes_);
+    // Reset, not close: the kernel drops what it still holds for this client
+    // at once instead of keeping it (megabytes) until the client reads.
+    std::error_code ignored;
+    transport_.socket().set_option(asio::socket_base::linger(true, 0), ignored);
     return close();
   }
   write_signal_.cancel_one();

@@ -66,12 +66,31 @@ class TimedClient {
     }
   }
 
+  /// Keeps the kernel from buffering much for this socket (a client that reads slowly).
+  void shrink_receive_buffer() { socket_.set_option(asio::socket_base::receive_buffer_size(4096)); }
+
+  /// Reads and discards until the server ends the stream or `timeout` passes;
+  /// returns the bytes read, and whether the stream ended.
+  std::pair<std::size_t, bool> drain(std::chrono::milliseconds timeout) {
+    const auto deadline = Clock::now() + timeout;
+    std::size_t total = buffer_.size();
+    buffer_.clear();
+    while (receive(deadline)) {
+      total += buffer_.size();
+      buffer_.clear();
+    }
+    return {total, eof_};
+  }
+
   /// True once the server ends the stream within `timeout` (frames before it are discarded).
   bool closed_by_server(std::chrono::milliseconds timeout = 3s) {
     const auto deadline = Clock::now() + timeout;
     while (receive(deadline)) buffer_.clear();
     return eof_;
   }
+
+  /// Half-closes: the server sees end of stream after what was written.
+  void shutdown_send() { socket_.shutdown(asio::ip::tcp::socket::shutdown_send); }
 
   void hello(const std::string& user) {
     write(protocol::encode_hello(next_id(), user, "", "limits-test"));
@@ -424,4 +443,91 @@ TEST_CASE("limits: sends above --send-rate/--send-burst get rate_limited and sto
   std::this_thread::sleep_for(std::chrono::milliseconds(retry_after + 50));
   require_ack(a.send(bob, 6, "m6"));
   CHECK(inbox_size(b) == 7);
+}
+
+TEST_CASE("limits: a client that never reads is cut off once its responses pile up", "[e2e]") {
+  TestServer server;
+  const std::string p = unique_prefix("noread");
+  TimedClient good(server.port());
+  good.hello(p + "-good");
+  // An inbox whose full page is about 900 KB.
+  TimedClient filler(server.port());
+  filler.hello(p + "-filler");
+  const std::string body(60000, 'x');
+  for (std::uint64_t i = 1; i <= 15; ++i) require_ack(filler.send(p + "-reader", i, body));
+
+  TimedClient stalled(server.port());
+  stalled.shrink_receive_buffer();
+  stalled.hello(p + "-reader");
+  // 45 pipelined pulls of the whole page: about 40 MB of responses, far more
+  // than the kernel's buffers plus the server's 16 MiB per-connection queue.
+  constexpr int kPulls = 45;
+  constexpr std::size_t kPage = 15 * 60000;
+  for (int i = 0; i < kPulls; ++i) stalled.write(protocol::encode_pull(stalled.next_id(), 0, 100, 0));
+  std::this_thread::sleep_for(2s);  // the server answers into a connection nobody reads
+
+  // Meanwhile, and afterwards, other clients are served.
+  require_ack(good.send(p + "-other", 1, "unaffected"));
+  require_pong(good, 9);
+  const auto [received, ended] = stalled.drain(20s);
+  INFO("received " << received << " bytes; ended " << ended);
+  // The server dropped it (a reset: what the kernel still held is gone too)
+  // before answering everything.
+  CHECK(ended);
+  CHECK(received < static_cast<std::size_t>(kPulls) * kPage);
+  require_ack(good.send(p + "-other", 2, "still unaffected"));
+  CHECK(inbox_size(filler) == 0);  // the filler's own inbox: nothing stored by accident
+}
+
+TEST_CASE("hostile: garbage after a valid frame, a frame cut short, and a frame of many tables",
+          "[e2e]") {
+  TestServer server;
+  const std::string p = unique_prefix("hostile");
+  TimedClient good(server.port());
+  good.hello(p + "-good");
+
+  // A valid Ping followed in the same write by garbage: the Ping is answered,
+  // then the garbage closes the connection.
+  {
+    TimedClient c(server.port());
+    auto bytes = bytes_of(protocol::encode_ping(c.next_id(), 42));
+    const std::vector<std::uint8_t> junk = {12, 0, 0, 0, 'n', 'o', 't', ' ', 'a', ' ',
+                                            'f', 'r', 'a', 'm', 'e', '!'};
+    bytes.insert(bytes.end(), junk.begin(), junk.end());
+    c.write_bytes(bytes);
+    auto pong = c.read();
+    REQUIRE(pong);
+    CHECK(pong->frame()->body_type() == wire::Body::Pong);
+    CHECK(expect_fatal(c).code == wire::ErrorCode::ProtocolError);
+    require_pong(good, 1);
+  }
+  // Half a Send, then the client shuts its side: nothing is stored, the server
+  // closes the connection, others are unaffected.
+  {
+    TimedClient c(server.port());
+    c.hello(p + "-cut");
+    auto send = bytes_of(protocol::encode_send(c.next_id(), p + "-victim", 1, "half of me"));
+    send.resize(send.size() / 2);
+    c.write_bytes(send);
+    c.shutdown_send();
+    CHECK(c.closed_by_server());
+    CHECK(inbox_size(good) == 0);
+    TimedClient victim(server.port());
+    victim.hello(p + "-victim");
+    CHECK(inbox_size(victim) == 0);
+  }
+  // A frame of a server-to-client type stuffed with tables (a PullResult of
+  // 200 messages): above the Verifier's table limit, refused before dispatch.
+  {
+    TimedClient c(server.port());
+    c.hello(p + "-tables");
+    std::vector<protocol::MessageRecord> many(200);
+    for (auto& m : many) {
+      m.sender = "a";
+      m.receiver = "b";
+    }
+    c.write(protocol::encode_pull_result(c.next_id(), many, 1, false));
+    CHECK(expect_fatal(c).code == wire::ErrorCode::ProtocolError);
+    require_pong(good, 2);
+  }
 }
