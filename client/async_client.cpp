@@ -145,6 +145,10 @@ struct AsyncClient::Impl : std::enable_shared_from_this<AsyncClient::Impl> {
   // Handlers hold it too: a stale completion may run after a reconnect.
   std::shared_ptr<TlsStream> tls;
   asio::steady_timer connect_timer{io};
+  // Keep-alive: a Ping when nothing was written for a third of the server's
+  // idle timeout and no request is pending (a pending one keeps it open).
+  asio::steady_timer keepalive_timer{io};
+  Clock::time_point last_write{};
   enum class State { idle, connecting, ready } state = State::idle;
   std::uint64_t generation = 0;  // bumped per connection, to ignore stale completions
   std::uint64_t next_id = 0;
@@ -389,11 +393,29 @@ struct AsyncClient::Impl : std::enable_shared_from_this<AsyncClient::Impl> {
       on_welcome.clear();
       for (auto& cb : welcomes) cb(welcome);
       flush_unsent();
+      last_write = Clock::now();
+      if (welcome.limits.idle_timeout_ms > 0) {
+        schedule_keepalive(generation, std::chrono::milliseconds(
+                                           std::max<std::uint32_t>(welcome.limits.idle_timeout_ms / 3, 1)));
+      }
     };
     p.on_error = [this](const Error& e) { connection_failed(e); };
     const std::string token = opt.token_source ? opt.token_source() : opt.token;
     write_queue.push_front(protocol::encode_hello(id, opt.user, token, opt.client_name));
     start_write();
+  }
+
+  void schedule_keepalive(std::uint64_t gen, std::chrono::milliseconds every) {
+    keepalive_timer.expires_after(every);
+    keepalive_timer.async_wait([self = shared_from_this(), gen, every](const std::error_code& ec) {
+      if (ec || gen != self->generation || self->state != State::ready) return;
+      if (self->pending.empty() && Clock::now() - self->last_write >= every) {
+        // The answer does not matter; a lost connection shows up on its own.
+        self->call([](std::uint64_t id) { return protocol::encode_ping(id, id); },
+                   self->opt.request_timeout, [](const wire::Frame&) {}, [](const Error&) {});
+      }
+      self->schedule_keepalive(gen, every);
+    });
   }
 
   /// Drops the connection; everything pending fails with `e`. The next
@@ -406,6 +428,7 @@ struct AsyncClient::Impl : std::enable_shared_from_this<AsyncClient::Impl> {
     lowest().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
     lowest().close(ignored);
     connect_timer.cancel();
+    keepalive_timer.cancel();
     write_queue.clear();
     writing = false;
     backoff = std::min(opt.backoff_max, backoff.count() == 0 ? opt.backoff_initial : backoff * 2);
@@ -439,6 +462,7 @@ struct AsyncClient::Impl : std::enable_shared_from_this<AsyncClient::Impl> {
         return self->connection_failed(
             make_error(Error::Kind::disconnected, "write: " + ec.message()));
       }
+      self->last_write = Clock::now();
       self->start_write();
     };
     if (tls) {
@@ -528,6 +552,7 @@ struct AsyncClient::Impl : std::enable_shared_from_this<AsyncClient::Impl> {
     std::error_code ignored;
     lowest().close(ignored);
     connect_timer.cancel();
+    keepalive_timer.cancel();
     fail_all(make_error(Error::Kind::closed, "client closed"));
   }
 };

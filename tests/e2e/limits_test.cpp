@@ -17,6 +17,7 @@
 #include <asio/read.hpp>
 #include <asio/write.hpp>
 
+#include "client/client.hpp"
 #include "tests/support/raw_client.hpp"
 #include "tests/support/test_server.hpp"
 
@@ -530,4 +531,21 @@ TEST_CASE("hostile: garbage after a valid frame, a frame cut short, and a frame 
     CHECK(expect_fatal(c).code == wire::ErrorCode::ProtocolError);
     require_pong(good, 2);
   }
+}
+
+TEST_CASE("limits: libimclient keeps an idle session open with Pings under --idle-timeout-ms",
+          "[e2e]") {
+  TestServer server([](server::Config& c) { c.idle_timeout_ms = 600; });
+  client::Options o;
+  o.port = server.port();
+  o.user = unique_prefix("idle-client");
+  client::Client c(o);
+  const auto first = c.connect();
+  REQUIRE(first);
+  CHECK(first->limits.idle_timeout_ms == 600);  // announced in Welcome
+  std::this_thread::sleep_for(2s);              // more than three idle timeouts, no request
+  const auto later = c.connect();
+  REQUIRE(later);
+  CHECK(later->session_id == first->session_id);  // the same session: never closed as idle
+  CHECK(c.send(o.user, "still the same session"));
 }
