@@ -172,7 +172,7 @@ asio::awaitable<void> Session::write_loop() {
   bool write_failed = false;
   while (!closed_) {
     // Nothing may be written before the TLS handshake completes.
-    if (queue_.empty() || tls_handshaking_) {
+    if (queue_empty() || tls_handshaking_) {
       maybe_close_drained();
       if (close_after_flush_ || closed_) break;
       write_signal_.expires_at(asio::steady_timer::time_point::max());
@@ -183,12 +183,22 @@ asio::awaitable<void> Session::write_loop() {
     buffers.clear();
     writing.clear();
     std::size_t bytes = 0;
-    while (!queue_.empty() && buffers.size() < 256 && bytes < kMaxTlsGather) {
-      writing.push_back(std::move(queue_.front()));
-      queue_.pop_front();
+    while (!queue_empty() && buffers.size() < 256 && bytes < kMaxTlsGather) {
+      writing.push_back(std::move(queue_[queue_head_++]));
       buffers.emplace_back(writing.back().data(), writing.back().size());
       // Plain TCP takes any number of bytes in one writev: only TLS is capped.
       if (transport_.is_tls()) bytes += writing.back().size();
+    }
+    if (queue_empty()) {
+      queue_.clear();
+      queue_head_ = 0;
+      // A burst's capacity is not kept by a connection that goes idle.
+      if (queue_.capacity() > 256) queue_.shrink_to_fit();
+    } else if (queue_head_ >= 64 && 2 * queue_head_ >= queue_.size()) {
+      // Under steady pipelining the queue may never empty: drop the written
+      // (moved-from) front so that it does not grow without bound.
+      queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(queue_head_));
+      queue_head_ = 0;
     }
     if (transport_.is_tls()) {
       // An SSL stream encrypts one buffer per record: small frames share
@@ -294,7 +304,7 @@ void Session::expire(LogThrottle& throttle, spdlog::level::level_enum level,
 
 void Session::maybe_close_drained() {
   // Once reading stopped, close when no request is pending and all is written.
-  if (!reading_ && !closed_ && inflight_ == 0 && queue_.empty()) {
+  if (!reading_ && !closed_ && inflight_ == 0 && queue_empty()) {
     close_after_flush_ = true;
     write_signal_.cancel();  // wakes the writer, which sees the flag and closes
   }
