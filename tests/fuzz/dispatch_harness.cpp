@@ -162,6 +162,8 @@ class Harness {
         break;
       }
       dispatch(conn, *f);
+      // The service may close the connection itself (Connection::fail).
+      if (conn.conn->failed()) conn.reading = false;
     }
   }
 
@@ -250,7 +252,6 @@ class Harness {
 
   void fail(Conn& conn, protocol::OutFrame frame) {
     conn.reading = false;
-    ++stats_.failures;
     conn.conn->fail(std::move(frame));
   }
 
@@ -322,8 +323,11 @@ class Harness {
              "Error without a message");
     }
     if (w.from_fail) {
-      expect(rid == 0 && type == wire::Body::Error, "fail() wrote something other than an Error 0");
-      return;
+      // The connection closes after this Error: a framing error (request id
+      // 0), or the service refusing a request so that the session ends.
+      expect(type == wire::Body::Error, "fail() wrote something other than an Error");
+      ++stats_.failures;
+      if (rid == 0) return;
     }
     ++stats_.responses;
     if (rid == 0) {

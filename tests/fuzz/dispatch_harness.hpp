@@ -29,7 +29,7 @@ struct DispatchStats {
   std::size_t requests = 0;   // frames handed to Service::handle
   std::size_t responses = 0;  // frames the service answered with
   std::size_t errors = 0;     // of which Error frames
-  std::size_t failures = 0;   // connections closed for a framing error
+  std::size_t failures = 0;   // connections closed by fail(): a framing error, or the service
 };
 
 /// The limits the Service runs with for a given config byte.
