@@ -317,7 +317,7 @@ class Harness {
     const wire::Body type = f->body_type();
     if (type == wire::Body::Error) {
       const auto code = f->body_as_Error()->code();
-      expect(code > wire::ErrorCode::Unknown && code <= wire::ErrorCode::Busy,
+      expect(code > wire::ErrorCode::Unknown && code <= wire::ErrorCode::MAX,
              fmt::format("Error with code {}", static_cast<int>(code)));
       expect(f->body_as_Error()->message() && f->body_as_Error()->message()->size() > 0,
              "Error without a message");
