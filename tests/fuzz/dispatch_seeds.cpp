@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -137,6 +138,13 @@ int main(int argc, char** argv) {
                            .send(1, history(3, "alice", 1, 1))
                            .send(1, history(4, "alice", 3, 5, true))
                            .run());
+  // The largest cursor: nothing after it (once an int64 overflow in the readers).
+  w("seed-ok-pull-after-max", DispatchScript()
+                                  .send(0, hello(1, "ivan"))
+                                  .send(0, send(2, "ivan", 1, "x"))
+                                  .run()
+                                  .send(0, pull(3, std::numeric_limits<std::int64_t>::max()))
+                                  .run());
   w("seed-ok-idempotent-retry", DispatchScript()
                                     .send(0, hello(1, "alice"))
                                     .send(0, send(2, "bob", 9, "once"))

@@ -87,13 +87,15 @@ void MemoryStore::pull(server::PullQuery query,
       return done({StoreCode::unavailable, "database unavailable"}, std::move(page));
     }
     const std::int64_t head = inbox_size(q.owner);
-    for (std::int64_t seq = std::max<std::int64_t>(q.after_seq, 0) + 1; seq <= head; ++seq) {
+    // From the cursor up, never computing after_seq + 1: a client may send
+    // the largest int64 as its cursor.
+    for (std::int64_t seq = std::max<std::int64_t>(q.after_seq, 0); seq < head; ++seq) {
       if (page.messages.size() == q.limit) {
         page.has_more = true;
         break;
       }
-      page.messages.push_back(*at(q.owner, seq));
-      page.next_after_seq = seq;
+      page.messages.push_back(*at(q.owner, seq + 1));
+      page.next_after_seq = seq + 1;
     }
     done({}, std::move(page));
   });
