@@ -192,6 +192,12 @@ void PgReaderPool::history(HistoryQuery query,
 
 PullPage PgReaderPool::run_pull(pqxx::connection& conn, const PullQuery& q) {
   PullPage page;
+  // No seq lies after the largest cursor a client can send, and
+  // `after_seq + 1` below would overflow (undefined behaviour) for it.
+  if (q.after_seq == std::numeric_limits<std::int64_t>::max()) {
+    page.next_after_seq = q.after_seq;
+    return page;
+  }
   for (int round = 0; round < 3; ++round) {
     page = PullPage{};
     page.next_after_seq = q.after_seq;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <future>
+#include <limits>
 #include <thread>
 
 #include <asio/io_context.hpp>
@@ -313,4 +314,19 @@ TEST_CASE("paging across tombstones returns every message and keeps has_more rig
   }
   CHECK(got == std::vector<std::uint64_t>{1, 2, 3, 4, 5, 6});
   CHECK(cursor == 12);  // past the last tombstone too
+}
+
+TEST_CASE("a pull after the largest cursor is empty, without overflowing", "[integration]") {
+  // The dispatch fuzzer's find: after_seq + 1 overflowed for this cursor
+  // (undefined behaviour; the sanitizer stage of scripts/test halts on it).
+  Harness h;
+  const std::string alice = unique_prefix("alice"), bob = unique_prefix("bob");
+  REQUIRE(h.send(alice, bob, 1, "x").first.ok());
+  constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
+  const auto [st, p] = h.pull(bob, kMax);
+  REQUIRE(st.ok());
+  CHECK(p.messages.empty());
+  CHECK(p.next_after_seq == kMax);
+  CHECK_FALSE(p.has_more);
+  CHECK_FALSE(p.gap_pending);
 }
