@@ -43,6 +43,8 @@ Server::~Server() { stop(); }
 
 std::uint16_t Server::port() const { return listener_ ? listener_->port() : 0; }
 
+std::size_t Server::long_polls() const { return waiters_ ? waiters_->size() : 0; }
+
 void Server::start() {
   auto log = spdlog::get("app");
   log->info("starting: {}", describe(config_));

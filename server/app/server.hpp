@@ -46,6 +46,8 @@ class Server {
   const Config& config() const { return config_; }
   GroupCommitWriter& writer() { return *writer_; }
   PgReaderPool& reader() { return *reader_; }
+  /// Long polls waiting now (for tests and diagnostics).
+  std::size_t long_polls() const;
 
  private:
   Config config_;

@@ -162,6 +162,10 @@ asio::awaitable<void> Session::read_loop() {
     }
   }
   reading_ = false;
+  // No request can follow (end of stream, a read error, a fatal frame): long
+  // polls answer now with what is there instead of holding the session until
+  // their deadline for a client that has most likely gone.
+  end_waits();
   maybe_close_drained();
 }
 
@@ -315,6 +319,7 @@ void Session::close(bool graceful) {
   closed_ = true;
   closing = true;
   reading_ = false;
+  end_waits();  // long polls let go of this session now, not at their deadline
   if (graceful) {
     transport_.close_gracefully(kCloseLinger, shared_from_this());
   } else {

@@ -3,13 +3,25 @@
 // on. Implemented by net::Session; handlers never see the socket.
 
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include <asio/any_io_executor.hpp>
 
 #include "protocol/frames.hpp"
 
 namespace im::server {
+
+/// A request that waits (a long poll). When its connection closes it is ended
+/// at once, so that it lets go of the connection instead of holding it until
+/// its deadline.
+class PendingWait {
+ public:
+  virtual ~PendingWait() = default;
+  /// Called on the connection's executor.
+  virtual void end_wait() = 0;
+};
 
 class Connection {
  public:
@@ -29,6 +41,17 @@ class Connection {
   std::string user;  // empty until Hello
   /// When the session's token expires (µs since the epoch); 0: never.
   std::int64_t auth_expires_us = 0;
+  /// Long polls of this connection (expired entries are pruned as new ones come).
+  std::vector<std::weak_ptr<PendingWait>> waits;
+
+  /// Ends every long poll of the connection; the session calls it as it closes.
+  void end_waits() {
+    auto all = std::move(waits);
+    waits.clear();
+    for (auto& w : all) {
+      if (auto p = w.lock()) p->end_wait();
+    }
+  }
   bool closing = false;
 };
 

@@ -23,6 +23,10 @@ void PullOperation::start() {
     // wait cannot be missed.
     std::weak_ptr<PullOperation> weak = weak_from_this();
     auto ex = conn_->executor();
+    // The connection ends this wait if it closes first.
+    auto& waits = conn_->waits;
+    std::erase_if(waits, [](const std::weak_ptr<PendingWait>& w) { return w.expired(); });
+    waits.push_back(weak);
     ticket_ = service_.waiters().add(
         query_.owner, [weak, ex](const std::shared_ptr<const CommittedBatch>& batch,
                                  std::size_t inbox) {
@@ -104,6 +108,11 @@ bool PullOperation::answer_from(const std::shared_ptr<const CommittedBatch>& bat
   // query would return first. finish() encodes before `batch` can go away.
   finish(page->messages, page->next_after_seq, page->has_more, true);
   return true;
+}
+
+void PullOperation::end_wait() {
+  // A query in flight finishes by itself: on_result sees conn_->closing.
+  if (state_ == State::waiting) finish({}, query_.after_seq, false, false);
 }
 
 void PullOperation::arm_timer(std::chrono::steady_clock::time_point at) {

@@ -24,11 +24,14 @@ namespace im::server {
 
 class Service;
 
-class PullOperation : public std::enable_shared_from_this<PullOperation> {
+class PullOperation final : public PendingWait,
+                            public std::enable_shared_from_this<PullOperation> {
  public:
   PullOperation(Service& service, std::shared_ptr<Connection> conn, std::uint64_t request_id,
                 PullQuery query, std::chrono::milliseconds wait);
   void start();
+  /// The connection closed: a waiting pull ends now (its answer goes nowhere).
+  void end_wait() override;
 
  private:
   enum class State { querying, waiting, done };

@@ -549,3 +549,23 @@ TEST_CASE("limits: libimclient keeps an idle session open with Pings under --idl
   CHECK(later->session_id == first->session_id);  // the same session: never closed as idle
   CHECK(c.send(o.user, "still the same session"));
 }
+
+TEST_CASE("limits: a long poll ends when its connection closes, releasing the session", "[e2e]") {
+  TestServer server;
+  auto wait_for_polls = [&](std::size_t n, std::chrono::milliseconds within) {
+    const auto deadline = Clock::now() + within;
+    while (server.get().long_polls() != n && Clock::now() < deadline) {
+      std::this_thread::sleep_for(10ms);
+    }
+    return server.get().long_polls() == n;
+  };
+  {
+    TimedClient c(server.port());
+    c.hello(unique_prefix("gone"));
+    for (int i = 0; i < 3; ++i) c.write(protocol::encode_pull(c.next_id(), 0, 10, 30000));
+    REQUIRE(wait_for_polls(3, 5s));
+  }  // the client goes away with three 30-second long polls pending
+  // Ended at the close, not 30 s later: a client cannot pin sessions (and
+  // their memory) beyond the connection cap by opening long polls and leaving.
+  CHECK(wait_for_polls(0, 3s));
+}
