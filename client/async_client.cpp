@@ -566,6 +566,11 @@ AsyncClient::~AsyncClient() {
   impl_->work.reset();
   asio::post(impl_->io, [impl = impl_] { impl->io.stop(); });
   if (impl_->thread.joinable()) impl_->thread.join();
+  // Completions of what shutdown() cancelled (timers, the socket's reads) may
+  // still be queued behind stop(); each holds the Impl. Run them here so that
+  // none keeps it alive (a cycle through the io_context it owns).
+  impl_->io.restart();
+  impl_->io.poll();
 }
 
 const Options& AsyncClient::options() const { return impl_->opt; }
