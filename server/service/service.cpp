@@ -27,6 +27,11 @@ std::uint32_t retry_hint_ms(StoreCode code) {
   return code == StoreCode::unavailable || code == StoreCode::busy ? 200 : 0;
 }
 
+/// The retry_after_ms of a rate-limit refusal: the bucket's refill time, at most a minute.
+std::uint32_t retry_hint_ms(const RateLimiter::Decision& decision) {
+  return static_cast<std::uint32_t>(std::min<std::int64_t>(decision.retry_after.count(), 60000));
+}
+
 }  // namespace
 
 wire::ErrorCode to_error_code(StoreCode code) {
@@ -173,8 +178,7 @@ void Service::on_send(const std::shared_ptr<Connection>& conn, std::uint64_t rid
   if (send_limiter_.enabled()) {
     const auto decision = send_limiter_.acquire(conn->user, std::chrono::steady_clock::now());
     if (!decision.allowed) {
-      const auto retry_ms = static_cast<std::uint32_t>(
-          std::min<std::int64_t>(decision.retry_after.count(), 60000));
+      const std::uint32_t retry_ms = retry_hint_ms(decision);
       if (const auto n = rate_limited_log_.note()) {
         spdlog::get("svc")->warn("[s{}] user={} over the send rate limit ({}/s, burst {}): {} send(s) "
                                  "refused since the last such line, {} in all",
@@ -279,8 +283,7 @@ void Service::on_account(const std::shared_ptr<Connection>& conn, std::uint64_t 
   // number of connections it comes from.
   const auto decision = attempt_limiter_.acquire(user, std::chrono::steady_clock::now());
   if (!decision.allowed) {
-    const auto retry_ms =
-        static_cast<std::uint32_t>(std::min<std::int64_t>(decision.retry_after.count(), 60000));
+    const std::uint32_t retry_ms = retry_hint_ms(decision);
     return conn->respond(encode_error(
         rid, ErrorCode::RateLimited,
         fmt::format("too many {} attempts for this user id; retry after {} ms", what, retry_ms),
