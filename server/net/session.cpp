@@ -1,21 +1,14 @@
 #include "server/net/session.hpp"
 
-#include <array>
+#include <cstdint>
+#include <span>
 
-#include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
-#include <asio/experimental/as_tuple.hpp>
 #include <asio/post.hpp>
-#include <asio/read.hpp>
-#include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 namespace im::server {
-namespace {
-constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
-}  // namespace
 
 Session::Session(asio::ip::tcp::socket socket, asio::ssl::context* tls, std::uint64_t id,
                  Service& service, const SessionLimits& limits, NetStats& stats, OnClose on_close)
@@ -26,27 +19,44 @@ Session::Session(asio::ip::tcp::socket socket, asio::ssl::context* tls, std::uin
       limits_(limits),
       stats_(stats),
       on_close_(std::move(on_close)),
-      write_signal_(executor_),
-      inflight_signal_(executor_),
       watchdog_(executor_),
-      tls_handshaking_(tls != nullptr) {
-  write_signal_.expires_at(asio::steady_timer::time_point::max());
-  inflight_signal_.expires_at(asio::steady_timer::time_point::max());
-}
+      tls_handshaking_(tls != nullptr) {}
 
 Session::~Session() = default;
 
 void Session::start() {
   std::error_code ec;
   transport_.socket().set_option(asio::ip::tcp::no_delay(true), ec);
+  // Plain TCP reads with read_some after a readiness wait: it must not block.
+  transport_.socket().non_blocking(true, ec);
   const auto now = Clock::now();
   last_activity_ = now;
   if (limits_.handshake_timeout.count() > 0) handshake_deadline_ = now + limits_.handshake_timeout;
   watchdog_at_ = check_deadlines(now);
-  arm_watchdog();  // before the loops start on the session's thread and may re-arm it
-  auto self = shared_from_this();
-  asio::co_spawn(executor_, [self] { return self->read_loop(); }, asio::detached);
-  asio::co_spawn(executor_, [self] { return self->write_loop(); }, asio::detached);
+  arm_watchdog();
+  if (tls_handshaking_) {
+    // Inside the handshake deadline, which the watchdog enforces by closing.
+    transport_.async_handshake(
+        [self = shared_from_this()](const std::error_code& e) { self->on_tls_handshake(e); });
+  } else {
+    read_more();
+  }
+}
+
+void Session::on_tls_handshake(const std::error_code& ec) {
+  if (closed_) return;
+  if (ec) {
+    if (const auto n = stats_.tls_handshake_failures.note()) {
+      spdlog::get("net")->warn("[s{}] TLS handshake failed: {}; closing ({} such since the last "
+                               "line, {} in all)",
+                               id_, ec.message(), n, stats_.tls_handshake_failures.total());
+    }
+    return close();
+  }
+  tls_handshaking_ = false;
+  // Something may have been queued meanwhile (a drain's close): it may go now.
+  start_write();
+  read_more();
 }
 
 void Session::shutdown() {
@@ -55,10 +65,10 @@ void Session::shutdown() {
     if (!self->reading_) return self->maybe_close_drained();
     self->reading_ = false;
     std::error_code ec;
-    // Stop receiving; responses still go out on the write half.
+    // Stop receiving; responses still go out on the write half. A pending
+    // read wakes up (end of stream) and finishes reading.
     self->transport_.socket().shutdown(asio::ip::tcp::socket::shutdown_receive, ec);
-    self->inflight_signal_.cancel();
-    self->maybe_close_drained();
+    if (self->held_back_ || self->tls_handshaking_) self->reading_done();
   });
 }
 
@@ -70,13 +80,171 @@ void Session::respond(protocol::OutFrame frame) {
 
 void Session::fail(protocol::OutFrame frame) {
   reading_ = false;
-  close_after_flush_ = true;
-  enqueue(std::move(frame), false);
+  failing_ = true;
+  // Posted like respond(): the responses to the frames before the failing one
+  // (posted already, as frames are handled in batches) go out first.
+  ++fails_posted_;
+  asio::post(executor_, [self = shared_from_this(), f = std::move(frame)]() mutable {
+    --self->fails_posted_;
+    self->close_after_flush_ = true;
+    self->enqueue(std::move(f), false);
+  });
+}
+
+namespace {
+
+/// The I/O thread's read buffer (plain TCP). Filled and fully used within one
+/// handler: what is left of it is copied into the session before the handler
+/// returns, so sessions on the same thread never see each other's bytes.
+std::vector<std::uint8_t>& thread_read_buffer() {
+  thread_local std::vector<std::uint8_t> buffer(Session::kReadBytes);
+  return buffer;
+}
+
+/// FlatBuffers reads scalars of up to 8 bytes in place: a frame that arrived at
+/// an odd offset of a read buffer is copied to an aligned one first.
+constexpr std::uintptr_t kFrameAlignment = 8;
+
+std::span<const std::uint8_t> aligned(std::span<const std::uint8_t> frame) {
+  if (reinterpret_cast<std::uintptr_t>(frame.data()) % kFrameAlignment == 0) return frame;
+  thread_local std::vector<std::uint8_t> copy;  // heap memory: 16-byte aligned
+  copy.assign(frame.begin(), frame.end());
+  return copy;
+}
+
+}  // namespace
+
+void Session::read_more() {
+  if (!reading_ || closed_) return reading_done();
+  if (transport_.is_tls()) {
+    // An SSL stream may hold decrypted bytes already, so readiness of the
+    // socket says nothing: read into the session's own buffer.
+    if (tls_in_.size() != kTlsReadBytes) tls_in_.resize(kTlsReadBytes);
+    transport_.async_read_some(
+        asio::buffer(tls_in_), [self = shared_from_this()](const std::error_code& ec, std::size_t n) {
+          if (ec) return self->reading_done();  // end of stream, a reset, or closed
+          if (self->take_bytes({self->tls_in_.data(), n}, Clock::now())) self->read_more();
+        });
+    return;
+  }
+  // Between frames nothing is read into and nothing is held: an idle
+  // connection costs no buffer.
+  transport_.socket().async_wait(asio::socket_base::wait_read,
+                                 [self = shared_from_this()](const std::error_code& ec) {
+                                   if (ec) return self->reading_done();
+                                   self->read_ready();
+                                 });
+}
+
+void Session::read_ready() {
+  auto& buffer = thread_read_buffer();
+  for (int i = 0; i < kReadsPerTurn; ++i) {
+    if (!reading_ || closed_) return reading_done();
+    std::error_code ec;
+    const std::size_t n = transport_.socket().read_some(asio::buffer(buffer), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) break;  // a spurious wake
+    if (ec) return reading_done();  // end of stream, or a reset
+    if (!take_bytes({buffer.data(), n}, Clock::now())) return;
+    if (n < buffer.size()) break;  // drained: the next bytes come with the next wake
+  }
+  read_more();
+}
+
+bool Session::take_bytes(std::span<const std::uint8_t> data, Clock::time_point now) {
+  std::size_t frames = 0;
+  const bool direct = pending_.empty();  // no incomplete frame: handle `data` in place
+  if (!direct) pending_.insert(pending_.end(), data.begin(), data.end());
+  const std::size_t used = handle_frames(direct ? data : pending_, frames);
+  if (!reading_) {
+    reading_done();
+    return false;
+  }
+  // Keep what is left (an incomplete frame, or frames held back).
+  if (direct) {
+    pending_.assign(data.begin() + static_cast<std::ptrdiff_t>(used), data.end());
+  } else {
+    pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(used));
+  }
+  if (frames > 0) last_activity_ = now;
+  if (inflight_ >= limits_.max_inflight) {
+    // Backpressure: nothing more is read until a response goes out. The
+    // frames kept meanwhile arrived whole: no frame deadline runs for them.
+    held_back_ = true;
+    frame_deadline_ = Clock::time_point::max();
+    return false;
+  }
+  if (pending_.empty()) {
+    std::vector<std::uint8_t>().swap(pending_);  // an idle connection holds no buffer
+    frame_deadline_ = Clock::time_point::max();
+  } else if (frames > 0 || frame_deadline_ == Clock::time_point::max()) {
+    // A frame has started: it must arrive whole within frame_timeout.
+    if (limits_.frame_timeout.count() > 0) {
+      frame_deadline_ = now + limits_.frame_timeout;
+      wake_watchdog_by(frame_deadline_);
+    }
+  }
+  return true;
+}
+
+std::size_t Session::handle_frames(std::span<const std::uint8_t> in, std::size_t& frames) {
+  std::shared_ptr<Connection> self;
+  std::size_t used = 0;
+  while (reading_ && inflight_ < limits_.max_inflight) {
+    const std::uint32_t max =
+        user.empty() ? std::min(limits_.max_frame_bytes_before_hello, limits_.max_frame_bytes)
+                     : limits_.max_frame_bytes;
+    const protocol::Decoded d = protocol::decode_frame(in.subspan(used), max);
+    if (d.status == protocol::DecodeStatus::need_more) break;
+    if (d.status == protocol::DecodeStatus::error) {
+      // Refused on its length alone, before any of it is kept.
+      spdlog::get("net")->warn("[s{}] {} ({} bytes, limit {}); closing", id_, d.reason,
+                               protocol::read_length_prefix(in.subspan(used)), max);
+      fail(protocol::encode_error(0, d.error, d.reason));
+      break;
+    }
+    used += d.consumed;
+    ++frames;
+    std::string why;
+    const wire::Frame* frame = protocol::verify_frame(aligned(d.frame), limits_.verify, why);
+    if (!frame) {
+      spdlog::get("net")->warn("[s{}] bad frame: {}; closing", id_, why);
+      fail(protocol::encode_error(0, wire::ErrorCode::ProtocolError, why));
+      break;
+    }
+    ++inflight_;
+    if (!self) self = shared_from_this();
+    service_.handle(self, *frame);
+  }
+  return used;
+}
+
+void Session::resume_reading() {
+  if (!held_back_ || closed_) return;
+  held_back_ = false;
+  if (!reading_) return reading_done();
+  if (take_bytes({}, Clock::now())) read_more();
+}
+
+void Session::reading_done() {
+  if (reading_done_) return;
+  reading_done_ = true;
+  reading_ = false;
+  held_back_ = false;
+  std::vector<std::uint8_t>().swap(pending_);
+  std::vector<std::uint8_t>().swap(tls_in_);
+  // No request can follow (end of stream, a read error, a fatal frame): long
+  // polls answer now with what is there instead of holding the session until
+  // their deadline for a client that has most likely gone.
+  end_waits();
+  maybe_close_drained();
 }
 
 void Session::enqueue(protocol::OutFrame frame, bool is_response) {
   if (is_response && inflight_ > 0) {
-    if (inflight_-- == limits_.max_inflight) inflight_signal_.cancel();
+    if (inflight_-- == limits_.max_inflight && held_back_) {
+      // Not inline: enqueue may run inside a handler of a frame being read.
+      asio::post(executor_, [self = shared_from_this()] { self->resume_reading(); });
+    }
     // The client was waiting for us until now: its idle time starts here.
     if (inflight_ == 0) last_activity_ = Clock::now();
   }
@@ -92,142 +260,74 @@ void Session::enqueue(protocol::OutFrame frame, bool is_response) {
     transport_.socket().set_option(asio::socket_base::linger(true, 0), ignored);
     return close();
   }
-  write_signal_.cancel_one();
+  if (!writing_now_ && !write_posted_) {
+    // Posted, not started here: responses queued in the same turn of the
+    // event loop go out together in one write.
+    write_posted_ = true;
+    asio::post(executor_, [self = shared_from_this()] {
+      self->write_posted_ = false;
+      self->start_write();
+    });
+  }
 }
 
-asio::awaitable<void> Session::read_loop() {
-  // The frame is read into one buffer, prefix included: FlatBuffers aligns
-  // fields relative to the prefix, and the Verifier checks that alignment.
-  constexpr std::size_t kPrefix = protocol::kLengthPrefixBytes;
-  if (tls_handshaking_) {
-    // Inside the handshake deadline, which the watchdog enforces by closing.
-    const std::error_code ec = co_await transport_.handshake();
-    if (closed_) co_return;
-    if (ec) {
-      if (const auto n = stats_.tls_handshake_failures.note()) {
-        spdlog::get("net")->warn("[s{}] TLS handshake failed: {}; closing ({} such since the last "
-                                 "line, {} in all)",
-                                 id_, ec.message(), n, stats_.tls_handshake_failures.total());
-      }
-      co_return close();
-    }
-    tls_handshaking_ = false;
-    // Something may have been queued meanwhile (a drain's close): the writer may go now.
-    write_signal_.cancel_one();
+void Session::start_write() {
+  // Nothing may be written before the TLS handshake completes.
+  if (closed_ || writing_now_ || tls_handshaking_) return;
+  if (queue_empty()) return maybe_close_drained();
+  // Gather everything queued into one write.
+  std::size_t bytes = 0;
+  while (!queue_empty() && write_buffers_.size() < 256 && bytes < kMaxTlsGather) {
+    writing_.push_back(std::move(queue_[queue_head_++]));
+    write_buffers_.emplace_back(writing_.back().data(), writing_.back().size());
+    // Plain TCP takes any number of bytes in one writev: only TLS is capped.
+    if (transport_.is_tls()) bytes += writing_.back().size();
   }
-  while (reading_ && !closed_) {
-    buffer_.resize(kPrefix);
-    // Between frames until the first byte comes; then the frame deadline runs.
-    auto [ec, n] =
-        co_await transport_.async_read_some(asio::buffer(buffer_.data(), kPrefix), use_nothrow);
-    if (ec || !reading_) break;
-    if (limits_.frame_timeout.count() > 0) {
-      frame_deadline_ = Clock::now() + limits_.frame_timeout;
-      wake_watchdog_by(frame_deadline_);
-    }
-    if (n < kPrefix) {
-      std::tie(ec, n) = co_await asio::async_read(
-          transport_, asio::buffer(buffer_.data() + n, kPrefix - n), use_nothrow);
-      if (ec || !reading_) break;
-    }
-    const std::uint32_t length = protocol::read_length_prefix({buffer_.data(), kPrefix});
-    const std::uint32_t max =
-        user.empty() ? std::min(limits_.max_frame_bytes_before_hello, limits_.max_frame_bytes)
-                     : limits_.max_frame_bytes;
-    wire::ErrorCode code{};
-    if (const char* reason = protocol::check_frame_length(length, max, code)) {
-      spdlog::get("net")->warn("[s{}] {} ({} bytes, limit {}); closing", id_, reason, length, max);
-      fail(protocol::encode_error(0, code, reason));
-      break;
-    }
-    buffer_.resize(kPrefix + length);  // allocated only after the length was checked
-    std::tie(ec, n) =
-        co_await asio::async_read(transport_, asio::buffer(buffer_.data() + kPrefix, length), use_nothrow);
-    if (ec || !reading_) break;
-    frame_deadline_ = Clock::time_point::max();
-    last_activity_ = Clock::now();
-    std::string why;
-    const wire::Frame* frame = protocol::verify_frame(buffer_, limits_.verify, why);
-    if (!frame) {
-      spdlog::get("net")->warn("[s{}] bad frame: {}; closing", id_, why);
-      fail(protocol::encode_error(0, wire::ErrorCode::ProtocolError, why));
-      break;
-    }
-    ++inflight_;
-    service_.handle(shared_from_this(), *frame);
-    if (inflight_ >= limits_.max_inflight && reading_) {
-      // Backpressure: stop reading until a response goes out.
-      inflight_signal_.expires_at(asio::steady_timer::time_point::max());
-      co_await inflight_signal_.async_wait(use_nothrow);
-    }
+  if (queue_empty()) {
+    queue_.clear();
+    queue_head_ = 0;
+    // A burst's capacity is not kept by a connection that goes idle.
+    if (queue_.capacity() > 256) queue_.shrink_to_fit();
+  } else if (queue_head_ >= 64 && 2 * queue_head_ >= queue_.size()) {
+    // Under steady pipelining the queue may never empty: drop the written
+    // (moved-from) front so that it does not grow without bound.
+    queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(queue_head_));
+    queue_head_ = 0;
   }
-  reading_ = false;
-  // No request can follow (end of stream, a read error, a fatal frame): long
-  // polls answer now with what is there instead of holding the session until
-  // their deadline for a client that has most likely gone.
-  end_waits();
+  if (transport_.is_tls()) {
+    // An SSL stream encrypts one buffer per record: small frames share
+    // records when they arrive as one buffer (one copy; TLS copies anyway).
+    tls_out_.clear();
+    for (const auto& b : write_buffers_) {
+      const auto* p = static_cast<const std::uint8_t*>(b.data());
+      tls_out_.insert(tls_out_.end(), p, p + b.size());
+    }
+    write_buffers_.assign(1, asio::buffer(tls_out_));
+  }
+  writing_now_ = true;
+  asio::async_write(transport_, write_buffers_,
+                    [self = shared_from_this()](const std::error_code& ec, std::size_t n) {
+                      self->on_written(ec, n);
+                    });
+}
+
+void Session::on_written(const std::error_code& ec, std::size_t bytes) {
+  writing_now_ = false;
+  queued_bytes_ -= bytes <= queued_bytes_ ? bytes : queued_bytes_;
+  writing_.clear();
+  write_buffers_.clear();
+  if (tls_out_.capacity() > 4 * kMaxTlsGather) std::vector<std::uint8_t>().swap(tls_out_);
+  if (ec) return close();  // no close_notify after a failed write
+  if (closed_) return;
+  if (!queue_empty()) return start_write();
+  // Idle again: a burst's buffers are not kept.
+  if (writing_.capacity() > 16) {
+    std::vector<protocol::OutFrame>().swap(writing_);
+    std::vector<asio::const_buffer>().swap(write_buffers_);
+  }
   maybe_close_drained();
 }
 
-asio::awaitable<void> Session::write_loop() {
-  std::vector<asio::const_buffer> buffers;
-  std::vector<protocol::OutFrame> writing;
-  std::vector<std::uint8_t> tls_out;  // TLS only: the gathered frames in one buffer
-  bool write_failed = false;
-  while (!closed_) {
-    // Nothing may be written before the TLS handshake completes.
-    if (queue_empty() || tls_handshaking_) {
-      maybe_close_drained();
-      if (close_after_flush_ || closed_) break;
-      write_signal_.expires_at(asio::steady_timer::time_point::max());
-      co_await write_signal_.async_wait(use_nothrow);
-      continue;
-    }
-    // Gather everything queued into one write (like Redis' reply batching).
-    buffers.clear();
-    writing.clear();
-    std::size_t bytes = 0;
-    while (!queue_empty() && buffers.size() < 256 && bytes < kMaxTlsGather) {
-      writing.push_back(std::move(queue_[queue_head_++]));
-      buffers.emplace_back(writing.back().data(), writing.back().size());
-      // Plain TCP takes any number of bytes in one writev: only TLS is capped.
-      if (transport_.is_tls()) bytes += writing.back().size();
-    }
-    if (queue_empty()) {
-      queue_.clear();
-      queue_head_ = 0;
-      // A burst's capacity is not kept by a connection that goes idle.
-      if (queue_.capacity() > 256) queue_.shrink_to_fit();
-    } else if (queue_head_ >= 64 && 2 * queue_head_ >= queue_.size()) {
-      // Under steady pipelining the queue may never empty: drop the written
-      // (moved-from) front so that it does not grow without bound.
-      queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(queue_head_));
-      queue_head_ = 0;
-    }
-    if (transport_.is_tls()) {
-      // An SSL stream encrypts one buffer per record: small frames share
-      // records when they arrive as one buffer (one copy; TLS copies anyway).
-      tls_out.clear();
-      for (const auto& b : buffers) {
-        const auto* p = static_cast<const std::uint8_t*>(b.data());
-        tls_out.insert(tls_out.end(), p, p + b.size());
-      }
-      buffers.assign(1, asio::buffer(tls_out));
-    }
-    auto [ec, n] = co_await asio::async_write(transport_, buffers, use_nothrow);
-    queued_bytes_ -= n <= queued_bytes_ ? n : queued_bytes_;
-    if (tls_out.capacity() > 4 * kMaxTlsGather) std::vector<std::uint8_t>().swap(tls_out);
-    if (ec) {
-      write_failed = true;
-      break;
-    }
-  }
-  // After the last write (not after a failed one), TLS may say close_notify.
-  close(!write_failed);
-}
-
-// A plain handler rather than a third coroutine: it costs a connection about
-// a kilobyte less.
 void Session::arm_watchdog() {
   watchdog_.expires_at(watchdog_at_);
   watchdog_.async_wait([self = shared_from_this()](const std::error_code&) {
@@ -301,17 +401,17 @@ void Session::expire(LogThrottle& throttle, spdlog::level::level_enum level,
   }
   // Before the TLS handshake completes there is no channel for an Error.
   if (tls_handshaking_) return close();
-  if (close_after_flush_) return;  // already failing: one Error is enough
+  if (failing_) return;  // already failing: one Error is enough
   fail(protocol::encode_error(0, wire::ErrorCode::ProtocolError, message));
-  inflight_signal_.cancel();  // a reader held back by max_inflight stops too
+  if (held_back_) reading_done();  // a reader held back by max_inflight stops too
 }
 
 void Session::maybe_close_drained() {
+  if (closed_ || fails_posted_ > 0) return;  // an Error is on its way to the queue
   // Once reading stopped, close when no request is pending and all is written.
-  if (!reading_ && !closed_ && inflight_ == 0 && queue_empty()) {
-    close_after_flush_ = true;
-    write_signal_.cancel();  // wakes the writer, which sees the flag and closes
-  }
+  if (!reading_ && inflight_ == 0 && queue_empty()) close_after_flush_ = true;
+  // After the last write; before a TLS handshake completes nothing is written.
+  if (close_after_flush_ && !writing_now_ && (queue_empty() || tls_handshaking_)) close(true);
 }
 
 void Session::close(bool graceful) {
@@ -325,8 +425,7 @@ void Session::close(bool graceful) {
   } else {
     transport_.close();
   }
-  write_signal_.cancel();
-  inflight_signal_.cancel();
+  held_back_ = false;
   watchdog_.cancel();
   spdlog::get("net")->info("[s{}] closed user={}", id_, user);
   if (on_close_) on_close_(id_);

@@ -1,14 +1,25 @@
 #pragma once
 // Session: one client connection.
 //
-// A reader coroutine reads length-prefixed frames (the length is checked before
-// the payload is allocated; a smaller limit applies before Hello), verifies
-// each one and hands it to the Service; requests are pipelined, up to
-// max_inflight at a time. A writer coroutine drains the outgoing queue,
-// gathering every queued frame into one write. The queue is bounded in bytes:
+// Reading (plain TCP): the session waits until the socket is readable while
+// holding no buffer, then reads whatever has arrived into its I/O thread's
+// buffer and handles every whole frame in it: one recv for many pipelined
+// frames, and an idle connection owns no read memory. Only an incomplete frame
+// (or frames held back, below) is kept, in a buffer of the session's that is
+// freed once empty. Each frame's length is checked as soon as its prefix is
+// seen, before anything is kept for it (a smaller limit applies before Hello);
+// each frame is verified and handed to the Service. Requests are pipelined, up
+// to max_inflight at a time; beyond that the rest is held back, unread, until a
+// response goes out. With TLS the session reads into its own buffer.
+//
+// Writing: responses are queued and written by one gathered write per turn of
+// the event loop (like Redis' reply batching). The queue is bounded in bytes:
 // a client that does not read is disconnected instead of growing memory.
 // A frame that cannot be parsed or verified gets one Error and the connection
 // closes; nothing else is affected.
+//
+// No coroutine frames and no signalling timers: an idle session is this object,
+// one pending readiness wait and the watchdog's timer.
 //
 // Deadlines (each off when 0), watched by one timer per session:
 //  - handshake: a successful Hello within handshake_timeout of accept;
@@ -31,9 +42,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <vector>
 
-#include <asio/awaitable.hpp>
+#include <asio/buffer.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/steady_timer.hpp>
 #include <spdlog/common.h>
@@ -67,6 +79,12 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   static constexpr std::chrono::milliseconds kCloseLinger{1000};
   /// TLS: most bytes gathered into one write (a few records' worth).
   static constexpr std::size_t kMaxTlsGather = 64 * 1024;
+  /// Plain TCP: bytes read at a time, into the I/O thread's buffer.
+  static constexpr std::size_t kReadBytes = 64 * 1024;
+  /// TLS: bytes read at a time, into the session's buffer (one TLS record).
+  static constexpr std::size_t kTlsReadBytes = 16 * 1024;
+  /// Plain TCP: full reads in a row before others get a turn.
+  static constexpr int kReadsPerTurn = 4;
 
   /// `stats` must outlive every handler of the session; so must `tls` (null:
   /// plain TCP).
@@ -84,8 +102,24 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   std::uint64_t id() const override { return id_; }
 
  private:
-  asio::awaitable<void> read_loop();
-  asio::awaitable<void> write_loop();
+  void on_tls_handshake(const std::error_code& ec);
+  /// Waits for bytes (plain TCP: readiness, no buffer held; TLS: a read).
+  void read_more();
+  /// Plain TCP, readable: reads into the I/O thread's buffer and handles it.
+  void read_ready();
+  /// Handles `data` after what is pending; returns whether to read on
+  /// (false: reading stopped, or held back by max_inflight).
+  bool take_bytes(std::span<const std::uint8_t> data, Clock::time_point now);
+  /// Handles the whole frames at the front of `in`; returns the bytes used.
+  std::size_t handle_frames(std::span<const std::uint8_t> in, std::size_t& frames);
+  /// After a response freed a pipelining slot: handles what was held back.
+  void resume_reading();
+  /// No request can follow: ends long polls, closes once all is answered. Once.
+  void reading_done();
+  void enqueue(protocol::OutFrame frame, bool is_response);
+  /// Writes everything queued in one gathered write (if none is in progress).
+  void start_write();
+  void on_written(const std::error_code& ec, std::size_t bytes);
   /// Waits for watchdog_at_, checks the deadlines, waits again (one wait at a time).
   void arm_watchdog();
   /// Makes the watchdog wake by `at` (earlier wakes are harmless).
@@ -95,9 +129,9 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   /// Sends one Error{protocol_error} with `message` and closes after it; logs
   /// through `throttle` at `level`.
   void expire(LogThrottle& throttle, spdlog::level::level_enum level, const std::string& message);
-  void enqueue(protocol::OutFrame frame, bool is_response);
   /// Closes now; `graceful` (only when no write is pending) lets TLS send close_notify first.
   void close(bool graceful = false);
+  /// Once reading stopped and nothing is pending or queued, closes (after the last write).
   void maybe_close_drained();
 
   Transport transport_;
@@ -108,7 +142,10 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   NetStats& stats_;
   OnClose on_close_;
 
-  std::vector<std::uint8_t> buffer_;  // the frame being read, prefix included
+  // Received bytes not handled yet: an incomplete frame, or frames held back by
+  // max_inflight. Empty, and unallocated, between frames.
+  std::vector<std::uint8_t> pending_;
+  std::vector<std::uint8_t> tls_in_;  // TLS only: the read buffer
   // Frames waiting for the writer: queue_[queue_head_ ...]. A vector, not a
   // deque: an empty one holds no memory (a deque allocates ~600 bytes up front,
   // per idle connection).
@@ -116,8 +153,10 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   std::size_t queue_head_ = 0;
   bool queue_empty() const { return queue_head_ == queue_.size(); }
   std::size_t queued_bytes_ = 0;
-  asio::steady_timer write_signal_;
-  asio::steady_timer inflight_signal_;
+  // The write in progress: its frames (kept alive until written) and buffers.
+  std::vector<protocol::OutFrame> writing_;
+  std::vector<asio::const_buffer> write_buffers_;
+  std::vector<std::uint8_t> tls_out_;  // TLS only: the gathered frames in one buffer
   std::size_t inflight_ = 0;
   asio::steady_timer watchdog_;
   Clock::time_point watchdog_at_ = Clock::time_point::max();  // when the watchdog wakes
@@ -127,7 +166,13 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   bool tls_handshaking_ = false;  // the TLS handshake has not completed yet
   bool expired_ = false;
   bool reading_ = true;
+  bool reading_done_ = false;  // reading_done() ran
+  bool held_back_ = false;     // not reading: max_inflight requests pending
+  bool writing_now_ = false;   // a write is in progress
+  bool write_posted_ = false;  // start_write() is posted
   bool closed_ = false;
+  bool failing_ = false;          // fail() was called: one Error is on its way
+  std::uint32_t fails_posted_ = 0;  // fail()s not yet queued
   bool close_after_flush_ = false;
 };
 

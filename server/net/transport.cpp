@@ -1,7 +1,6 @@
 #include "server/net/transport.hpp"
 
-#include <asio/experimental/as_tuple.hpp>
-#include <asio/use_awaitable.hpp>
+#include <asio/post.hpp>
 
 namespace im::server {
 
@@ -13,12 +12,16 @@ Transport::Transport(Socket socket, asio::ssl::context* tls) : socket_(socket.ge
   }
 }
 
-asio::awaitable<std::error_code> Transport::handshake() {
-  if (!tls_) co_return std::error_code{};
-  auto [ec] = co_await tls_->async_handshake(asio::ssl::stream_base::server,
-                                              asio::experimental::as_tuple(asio::use_awaitable));
-  handshake_done_ = !ec;
-  co_return ec;
+void Transport::async_handshake(std::function<void(const std::error_code&)> handler) {
+  if (!tls_) {
+    asio::post(socket_.get_executor(), [h = std::move(handler)] { h(std::error_code{}); });
+    return;
+  }
+  tls_->async_handshake(asio::ssl::stream_base::server,
+                        [this, h = std::move(handler)](const std::error_code& ec) {
+                          handshake_done_ = !ec;
+                          h(ec);
+                        });
 }
 
 void Transport::close() {

@@ -16,12 +16,12 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <system_error>
 #include <utility>
 
 #include <asio/async_result.hpp>
-#include <asio/awaitable.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/ssl/context.hpp>
 #include <asio/ssl/stream.hpp>
@@ -45,9 +45,10 @@ class Transport {
   Socket& socket() { return tls_ ? tls_->next_layer() : socket_; }
   executor_type get_executor() { return socket_.get_executor(); }
 
-  /// TLS: performs the server side of the handshake; plain: completes at once.
-  /// The error carries OpenSSL's reason ("wrong version number", ...).
-  asio::awaitable<std::error_code> handshake();
+  /// TLS: performs the server side of the handshake, then calls `handler`
+  /// with its outcome, whose error carries OpenSSL's reason ("wrong version
+  /// number", ...). Plain TCP: calls it (posted) with success.
+  void async_handshake(std::function<void(const std::error_code&)> handler);
 
   template <typename MutableBufferSequence, typename Token>
   auto async_read_some(const MutableBufferSequence& buffers, Token&& token) {
