@@ -187,9 +187,9 @@ void Server::stop() {
   io_threads_.clear();
   listener_.reset();
   log->info("stopped: {} batch(es) committed; woken long polls answered {} from the commit, {} "
-            "by a query",
+            "by a query; {} long poll(s) waited without a first query",
             writer_->batches_committed(), waiters_->answered_from_commit(),
-            waiters_->answered_from_query());
+            waiters_->answered_from_query(), waiters_->quiet_starts());
 }
 
 }  // namespace im::server

@@ -13,6 +13,8 @@
 
 namespace im::server {
 
+class InboxMark;
+
 /// A request that waits (a long poll). When its connection closes it is ended
 /// at once, so that it lets go of the connection instead of holding it until
 /// its deadline.
@@ -43,6 +45,9 @@ class Connection {
   std::int64_t auth_expires_us = 0;
   /// Long polls of this connection (expired entries are pruned as new ones come).
   std::vector<std::weak_ptr<PendingWait>> waits;
+  /// What the last answered long poll proved about the session's inbox (see
+  /// Waiters): lets the next one wait without a query.
+  std::shared_ptr<InboxMark> inbox_mark;
 
   /// Ends every long poll of the connection; the session calls it as it closes.
   void end_waits() {

@@ -27,13 +27,23 @@ void PullOperation::start() {
     auto& waits = conn_->waits;
     std::erase_if(waits, [](const std::weak_ptr<PendingWait>& w) { return w.expired(); });
     waits.push_back(weak);
-    ticket_ = service_.waiters().add(
+    const auto added = service_.waiters().add(
         query_.owner, [weak, ex](const std::shared_ptr<const CommittedBatch>& batch,
-                                 std::size_t inbox) {
-          asio::post(ex, [weak, batch, inbox]() mutable {
-            if (auto self = weak.lock()) self->on_wake(std::move(batch), inbox);
+                                 std::size_t inbox, std::uint64_t notified) {
+          asio::post(ex, [weak, batch, inbox, notified]() mutable {
+            if (auto self = weak.lock()) self->on_wake(std::move(batch), inbox, notified);
           });
         });
+    ticket_ = added.ticket;
+    if (Waiters::quiet(conn_->inbox_mark.get(), query_.owner, query_.after_seq, added.notified)) {
+      // The last answer left this cursor with nothing after it, and no commit
+      // to the inbox was notified since: a query would find nothing. Any
+      // commit from now on wakes this registration.
+      service_.waiters().count_quiet_start();
+      known_ = added.notified;
+      state_ = State::waiting;
+      return arm_timer(deadline_);
+    }
   }
   query();
 }
@@ -42,6 +52,9 @@ void PullOperation::query() {
   state_ = State::querying;
   woken_ = false;
   woken_batch_.reset();
+  known_.reset();
+  // Read while registered: the inbox stays tracked, so the count is comparable.
+  if (ticket_) query_notified_ = service_.waiters().notified(query_.owner);
   auto self = shared_from_this();
   service_.reader().pull(query_, [self](const StoreStatus& status, PullPage&& page) {
     auto ex = self->conn_->executor();
@@ -56,24 +69,32 @@ void PullOperation::on_result(const StoreStatus& status, PullPage&& page) {
   if (!status.ok()) {
     state_ = State::done;
     if (ticket_) service_.waiters().remove(query_.owner, ticket_);
+    conn_->inbox_mark.reset();
     timer_.cancel();
     conn_->respond(protocol::encode_error(request_id_, to_error_code(status.code), status.message,
                                           status.code == StoreCode::ok ? 0 : 200));
     return;
   }
   const bool nothing = page.messages.empty() && page.next_after_seq == query_.after_seq;
+  // The page holds everything committed past the cursor as of the query's count.
+  std::optional<std::uint64_t> complete;
+  if (ticket_ && !page.has_more && !page.gap_pending) complete = query_notified_;
   if (nothing && woken_batch_) {
     // A commit to this inbox landed while the query ran and the query did not
-    // see it; its run starts right after the cursor, so it is the answer.
+    // see it; its run starts right after the cursor, so it is the answer
+    // (complete if it was the only notification since the query was sent).
     const auto batch = std::move(woken_batch_);
-    if (answer_from(batch, woken_inbox_)) return;
+    std::optional<std::uint64_t> after_batch;
+    if (complete && woken_notified_ == *complete + 1) after_batch = woken_notified_;
+    if (answer_from(batch, woken_inbox_, after_batch)) return;
   }
   const auto now = std::chrono::steady_clock::now();
   if (!nothing || now >= deadline_ || service_.shutting_down() || conn_->closing) {
-    return finish(page.messages, page.next_after_seq, page.has_more, false);
+    return finish(page.messages, page.next_after_seq, page.has_more, false, complete);
   }
   if (woken_) return query();
   state_ = State::waiting;
+  known_ = complete;
   auto at = deadline_;
   if (page.gap_pending) {
     at = std::min(at, now + std::chrono::milliseconds(service_.limits().gap_recheck_ms));
@@ -81,7 +102,8 @@ void PullOperation::on_result(const StoreStatus& status, PullPage&& page) {
   arm_timer(at);
 }
 
-void PullOperation::on_wake(std::shared_ptr<const CommittedBatch> batch, std::size_t inbox) {
+void PullOperation::on_wake(std::shared_ptr<const CommittedBatch> batch, std::size_t inbox,
+                            std::uint64_t notified) {
   if (state_ != State::done) woken_any_ = true;
   if (state_ == State::querying) {
     // The cursor cannot move while querying, so a batch that matches now
@@ -89,10 +111,15 @@ void PullOperation::on_wake(std::shared_ptr<const CommittedBatch> batch, std::si
     if (!woken_batch_ && batch && batch->inboxes[inbox].first_seq == query_.after_seq + 1) {
       woken_batch_ = std::move(batch);
       woken_inbox_ = inbox;
+      woken_notified_ = notified;
     }
     woken_ = true;
   } else if (state_ == State::waiting) {
-    if (batch && answer_from(batch, inbox)) return;
+    // Complete when this is the first notification since the inbox was known
+    // empty past the cursor (wakes are posted, and may arrive out of order).
+    std::optional<std::uint64_t> complete;
+    if (known_ && notified == *known_ + 1) complete = notified;
+    if (batch && answer_from(batch, inbox, complete)) return;
     ++timer_generation_;
     timer_.cancel();
     query();
@@ -101,18 +128,19 @@ void PullOperation::on_wake(std::shared_ptr<const CommittedBatch> batch, std::si
 }
 
 bool PullOperation::answer_from(const std::shared_ptr<const CommittedBatch>& batch,
-                                std::size_t inbox) {
+                                std::size_t inbox, std::optional<std::uint64_t> complete) {
   const auto page = page_from_commit(*batch, batch->inboxes[inbox], query_.after_seq, query_.limit);
   if (!page) return false;
+  if (page->has_more) complete.reset();  // the rest of the run is past the answer
   // The batch is committed, and its run starts at the cursor: exactly what a
   // query would return first. finish() encodes before `batch` can go away.
-  finish(page->messages, page->next_after_seq, page->has_more, true);
+  finish(page->messages, page->next_after_seq, page->has_more, true, complete);
   return true;
 }
 
 void PullOperation::end_wait() {
   // A query in flight finishes by itself: on_result sees conn_->closing.
-  if (state_ == State::waiting) finish({}, query_.after_seq, false, false);
+  if (state_ == State::waiting) finish({}, query_.after_seq, false, false, std::nullopt);
 }
 
 void PullOperation::arm_timer(std::chrono::steady_clock::time_point at) {
@@ -126,9 +154,13 @@ void PullOperation::arm_timer(std::chrono::steady_clock::time_point at) {
 }
 
 void PullOperation::finish(std::span<const protocol::MessageRecord> messages,
-                           std::int64_t next_after_seq, bool has_more, bool from_commit) {
+                           std::int64_t next_after_seq, bool has_more, bool from_commit,
+                           std::optional<std::uint64_t> complete) {
   state_ = State::done;
   if (ticket_) {
+    // Marked before the registration goes, while the inbox is still tracked.
+    conn_->inbox_mark =
+        complete ? service_.waiters().mark(query_.owner, next_after_seq, *complete) : nullptr;
     service_.waiters().remove(query_.owner, ticket_);
     // Only long polls count: an immediate answer is not a wake.
     if (woken_any_) service_.waiters().count_answer(from_commit);

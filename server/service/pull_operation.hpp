@@ -9,10 +9,16 @@
 // query again, as does a pending gap every gap_recheck_ms. At the deadline it
 // answers with whatever is there. Every step runs on the connection's
 // executor, so the operation's state needs no lock.
+//
+// A long poll whose answer was complete (everything up to its next cursor, as
+// of a known notification count of the inbox) leaves a mark on the connection;
+// the next long poll at that cursor, finding no notification since, waits
+// without the first query (see Waiters).
 
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 
 #include <asio/steady_timer.hpp>
@@ -37,12 +43,18 @@ class PullOperation final : public PendingWait,
   enum class State { querying, waiting, done };
   void query();
   void on_result(const StoreStatus& status, PullPage&& page);
-  void on_wake(std::shared_ptr<const CommittedBatch> batch, std::size_t inbox);
+  void on_wake(std::shared_ptr<const CommittedBatch> batch, std::size_t inbox,
+               std::uint64_t notified);
   /// Answers from `batch` if it settles this pull; false if a query is needed.
-  bool answer_from(const std::shared_ptr<const CommittedBatch>& batch, std::size_t inbox);
+  /// `complete`: the inbox's notification count as of which the batch's run is
+  /// all there is past the cursor, if known.
+  bool answer_from(const std::shared_ptr<const CommittedBatch>& batch, std::size_t inbox,
+                   std::optional<std::uint64_t> complete);
   void arm_timer(std::chrono::steady_clock::time_point at);
+  /// Answers. `complete`: the answer holds everything past the cursor as of
+  /// that notification count of the inbox (then a mark is left).
   void finish(std::span<const protocol::MessageRecord> messages, std::int64_t next_after_seq,
-              bool has_more, bool from_commit);
+              bool has_more, bool from_commit, std::optional<std::uint64_t> complete);
 
   Service& service_;
   std::shared_ptr<Connection> conn_;
@@ -57,7 +69,13 @@ class PullOperation final : public PendingWait,
   // query comes back empty, it answers instead of a second query.
   std::shared_ptr<const CommittedBatch> woken_batch_;
   std::size_t woken_inbox_ = 0;
+  std::uint64_t woken_notified_ = 0;  // the inbox's notification count with woken_batch_
   std::uint64_t ticket_ = 0;
+  // The inbox's notification count when the running (or last) query was sent:
+  // its answer holds everything committed and notified up to then.
+  std::uint64_t query_notified_ = 0;
+  // While waiting: nothing past the cursor as of this notification count, if known.
+  std::optional<std::uint64_t> known_;
   std::uint64_t timer_generation_ = 0;
 };
 

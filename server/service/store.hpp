@@ -113,6 +113,8 @@ class CommitListener {
  public:
   virtual ~CommitListener() = default;
   virtual void notify(const std::shared_ptr<const CommittedBatch>& batch) = 0;
+  /// Notifications may have been lost (the channel carrying them broke).
+  virtual void resync() {}
 };
 
 }  // namespace im::server

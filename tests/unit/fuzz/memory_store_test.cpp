@@ -144,7 +144,8 @@ TEST_CASE("memory store: scheduled faults, and commits wake waiters", "[unit][fu
   Fixture f;
   int woken = 0;
   const auto ticket = f.waiters.add(
-      "bob", [&](const std::shared_ptr<const im::server::CommittedBatch>& batch, std::size_t inbox) {
+      "bob", [&](const std::shared_ptr<const im::server::CommittedBatch>& batch, std::size_t inbox,
+                 std::uint64_t) {
         ++woken;
         // The commit names bob's run: seq 1, the one message stored.
         REQUIRE(batch);
@@ -169,7 +170,7 @@ TEST_CASE("memory store: scheduled faults, and commits wake waiters", "[unit][fu
   CHECK(woken == 1);
   CHECK_FALSE(busy.called);
   CHECK_FALSE(closed.called);
-  f.waiters.remove("bob", ticket);
+  f.waiters.remove("bob", ticket.ticket);
 
   f.store.faults().read_unavailable = 1;
   StoreStatus read_status;

@@ -128,13 +128,15 @@ TEST_CASE("waiters hand each woken pull the shared batch and its inbox", "[unit]
   Waiters w;
   std::vector<std::pair<const CommittedBatch*, std::size_t>> bob;
   int carol = 0;
-  const auto t1 = w.add("bob", [&](const std::shared_ptr<const CommittedBatch>& b, std::size_t i) {
+  const auto t1 =
+      w.add("bob", [&](const std::shared_ptr<const CommittedBatch>& b, std::size_t i, std::uint64_t) {
+         bob.emplace_back(b.get(), i);
+       }).ticket;
+  w.add("bob", [&](const std::shared_ptr<const CommittedBatch>& b, std::size_t i, std::uint64_t) {
     bob.emplace_back(b.get(), i);
   });
-  w.add("bob", [&](const std::shared_ptr<const CommittedBatch>& b, std::size_t i) {
-    bob.emplace_back(b.get(), i);
-  });
-  w.add("carol", [&](const std::shared_ptr<const CommittedBatch>&, std::size_t) { ++carol; });
+  w.add("carol",
+        [&](const std::shared_ptr<const CommittedBatch>&, std::size_t, std::uint64_t) { ++carol; });
   const std::shared_ptr<const CommittedBatch> b = batch_for(5, 8);
   w.notify(CommittedBatch::names_only({"dave"}));
   CHECK(bob.empty());
@@ -327,4 +329,132 @@ TEST_CASE("shutdown wakes a waiting pull, which answers by a query", "[unit][com
   REQUIRE(rig.conn->frames.size() == 1);
   CHECK(decode(rig.conn->frames[0]).seqs.empty());
   CHECK(decode(rig.conn->frames[0]).next == 4);
+}
+
+// ---- quiet marks: the next long poll skips the empty query only when safe ------
+
+namespace {
+/// Long polls at 4 (empty, waits), answered 5..8 by a batch: leaves a mark at 8.
+void answered_up_to_8(Rig& rig) {
+  rig.pull(4, 100);
+  rig.reader.answer(empty_page(4));
+  rig.run();
+  rig.waiters.notify(batch_for(5, 8));
+  rig.run();
+  REQUIRE(rig.conn->frames.size() == 1);
+  REQUIRE(decode(rig.conn->frames[0]).next == 8);
+  REQUIRE(rig.reader.queries.size() == 1);
+}
+}  // namespace
+
+TEST_CASE("a follower's next long poll at the answered cursor waits without a query",
+          "[unit][commit]") {
+  Rig rig;
+  answered_up_to_8(rig);
+  // A commit to another inbox is no reason to query.
+  rig.waiters.notify(CommittedBatch::names_only({"dave"}));
+  rig.pull(8, 100);
+  rig.run();
+  CHECK(rig.reader.queries.size() == 1);
+  CHECK(rig.waiters.quiet_starts() == 1);
+  CHECK(rig.waiters.size() == 1);
+  rig.waiters.notify(batch_for(9, 10));
+  rig.run();
+  REQUIRE(rig.conn->frames.size() == 2);
+  CHECK(decode(rig.conn->frames[1]).seqs == std::vector<std::int64_t>{9, 10});
+  // ... and so on, poll after poll, with no query at all.
+  rig.pull(10, 100);
+  rig.run();
+  rig.waiters.notify(batch_for(11, 11));
+  rig.run();
+  REQUIRE(rig.conn->frames.size() == 3);
+  CHECK(decode(rig.conn->frames[2]).seqs == std::vector<std::int64_t>{11});
+  CHECK(rig.reader.queries.size() == 1);
+  CHECK(rig.waiters.quiet_starts() == 2);
+}
+
+TEST_CASE("a commit notified between two polls makes the next poll query", "[unit][commit]") {
+  Rig rig;
+  answered_up_to_8(rig);
+  // Another process committed to bob (names only) while no poll was waiting.
+  rig.waiters.notify(CommittedBatch::names_only({"bob"}));
+  rig.pull(8, 100);
+  rig.run();
+  REQUIRE(rig.reader.queries.size() == 2);
+  CHECK(rig.reader.queries[1].after_seq == 8);
+  CHECK(rig.waiters.quiet_starts() == 0);
+}
+
+TEST_CASE("two batches notified before the poll runs: the answer from the first leaves no "
+          "usable mark",
+          "[unit][commit]") {
+  Rig rig;
+  rig.pull(4, 100);
+  rig.reader.answer(empty_page(4));
+  rig.run();
+  // Both commits land before the poll's executor runs: it answers 5..6 from the
+  // first; 7..8 are committed too, so the next poll at 6 must not skip its query.
+  rig.waiters.notify(batch_for(5, 6));
+  rig.waiters.notify(batch_for(7, 8));
+  rig.run();
+  REQUIRE(rig.conn->frames.size() == 1);
+  CHECK(decode(rig.conn->frames[0]).next == 6);
+  rig.pull(6, 100);
+  rig.run();
+  REQUIRE(rig.reader.queries.size() == 2);
+  CHECK(rig.reader.queries[1].after_seq == 6);
+}
+
+TEST_CASE("a page cut by its limit, a gap or a lost channel leaves no usable mark",
+          "[unit][commit]") {
+  SECTION("limit: the batch run goes on past the answer") {
+    Rig rig;
+    rig.pull(4, 2);
+    rig.reader.answer(empty_page(4));
+    rig.run();
+    rig.waiters.notify(batch_for(5, 8));
+    rig.run();
+    REQUIRE(decode(rig.conn->frames[0]).has_more);
+    rig.pull(6, 2);
+    rig.run();
+    CHECK(rig.reader.queries.size() == 2);
+  }
+  SECTION("gap: the query saw later seqs past a missing one") {
+    Rig rig;
+    rig.pull(4, 100);
+    PullPage page = empty_page(4);
+    page.gap_pending = true;
+    rig.reader.answer(std::move(page));
+    rig.run();
+    rig.waiters.notify(batch_for(5, 5));  // the missing seq commits
+    rig.run();
+    REQUIRE(rig.conn->frames.size() == 1);
+    rig.pull(5, 100);
+    rig.run();
+    CHECK(rig.reader.queries.size() == 2);
+  }
+  SECTION("resync: notifications may have been lost") {
+    Rig rig;
+    answered_up_to_8(rig);
+    rig.waiters.resync();
+    rig.pull(8, 100);
+    rig.run();
+    CHECK(rig.reader.queries.size() == 2);
+  }
+  SECTION("another cursor") {
+    Rig rig;
+    answered_up_to_8(rig);
+    rig.pull(7, 100);
+    rig.run();
+    CHECK(rig.reader.queries.size() == 2);
+  }
+}
+
+TEST_CASE("a mark keeps its inbox counted until it is replaced", "[unit][commit]") {
+  Rig rig;
+  answered_up_to_8(rig);
+  CHECK(rig.waiters.size() == 0);
+  CHECK(rig.waiters.tracked() == 1);  // the mark holds bob's count
+  rig.conn->inbox_mark.reset();
+  CHECK(rig.waiters.tracked() == 0);
 }
