@@ -8,23 +8,19 @@
 namespace im::server {
 
 PgAccountStore::PgAccountStore(AccountStoreOptions options)
-    : options_(std::move(options)), stand_in_hash_(auth::hash_password("no such account")) {}
+    : stand_in_hash_(auth::hash_password("no such account")),
+      pool_(PgJobPoolOptions{.pg = std::move(options.pg),
+                             .application_name = "im-server accounts",
+                             .threads = options.threads,
+                             .queue_capacity = options.queue_capacity,
+                             .reconnect_backoff = std::chrono::milliseconds(250),
+                             .prepare = {}}) {}
 
 PgAccountStore::~PgAccountStore() { stop(); }
 
-void PgAccountStore::start() {
-  for (std::size_t i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { worker(); });
-}
+void PgAccountStore::start() { pool_.start(); }
 
-void PgAccountStore::stop() {
-  {
-    std::lock_guard lock(mu_);
-    stopping_ = true;
-  }
-  cv_.notify_all();
-  for (auto& t : threads_) t.join();
-  threads_.clear();
-}
+void PgAccountStore::stop() { pool_.stop(); }
 
 StoreStatus PgAccountStore::create(std::string user, std::string password, Done done) {
   return enqueue(Job{true, std::move(user), std::move(password), std::move(done)});
@@ -35,43 +31,37 @@ StoreStatus PgAccountStore::authenticate(std::string user, std::string password,
 }
 
 StoreStatus PgAccountStore::enqueue(Job job) {
-  {
-    std::lock_guard lock(mu_);
-    if (stopping_) return {StoreCode::unavailable, "server is shutting down"};
-    if (jobs_.size() >= options_.queue_capacity) {
+  const auto submitted = pool_.submit(
+      [this, job = std::move(job)](pqxx::connection* conn, const StoreStatus& status) mutable {
+        run_job(conn, status, job);
+      });
+  switch (submitted) {
+    case PgJobPool::Submitted::queued:
+      return {};
+    case PgJobPool::Submitted::full:
       return {StoreCode::busy, "too many password checks queued; retry later"};
-    }
-    jobs_.push_back(std::move(job));
+    case PgJobPool::Submitted::stopped:
+      break;
   }
-  cv_.notify_one();
-  return {};
+  return {StoreCode::unavailable, "server is shutting down"};
 }
 
-void PgAccountStore::worker() {
-  std::unique_ptr<pqxx::connection> conn;
-  for (;;) {
-    Job job;
-    {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
-      if (jobs_.empty()) return;
-      job = std::move(jobs_.front());
-      jobs_.pop_front();
-    }
-    StoreStatus status;
-    AccountOutcome outcome = AccountOutcome::bad_credentials;
+void PgAccountStore::run_job(pqxx::connection* conn, StoreStatus status, Job& job) {
+  AccountOutcome outcome = AccountOutcome::bad_credentials;
+  if (conn) {
     try {
-      if (!conn || !conn->is_open()) conn = open_pg_session(options_.pg, "im-server accounts");
       outcome = run(*conn, job);
     } catch (...) {
       status = classify_pg_exception(std::current_exception());
-      if (status.code == StoreCode::unavailable) conn.reset();
-      spdlog::get("pg")->warn("account {} for user={} failed: {}",
-                              job.create ? "registration" : "login", job.user, status.message);
+      if (status.code == StoreCode::unavailable) conn->disconnect();  // reopened for the next job
     }
-    sodium_memzero(job.password.data(), job.password.size());
-    job.done(status, outcome);
   }
+  if (!status.ok()) {
+    spdlog::get("pg")->warn("account {} for user={} failed: {}",
+                            job.create ? "registration" : "login", job.user, status.message);
+  }
+  sodium_memzero(job.password.data(), job.password.size());
+  job.done(status, outcome);
 }
 
 AccountOutcome PgAccountStore::run(pqxx::connection& conn, const Job& job) {

@@ -1,6 +1,7 @@
 #pragma once
 // PgAccountStore: password accounts in PostgreSQL (table `accounts`), hashed
-// with Argon2id on a small pool of its own threads, fed by a bounded queue.
+// with Argon2id on a small pool of its own threads, fed by a bounded queue
+// (a PgJobPool of its own, apart from the readers').
 //
 // The pool is the cost cap: each hash takes tens of milliseconds and 64 MiB,
 // so `threads` bounds the CPU and memory that registration and login can take
@@ -10,17 +11,10 @@
 //
 // Thread-safety: create()/authenticate() from any thread.
 
-#include <condition_variable>
-#include <deque>
-#include <functional>
-#include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
-#include <vector>
 
 #include "server/service/store.hpp"
-#include "server/storage/pg_session.hpp"
+#include "server/storage/pg_job_pool.hpp"
 
 namespace im::server {
 
@@ -50,16 +44,12 @@ class PgAccountStore final : public AccountStore {
     Done done;
   };
   StoreStatus enqueue(Job job);
-  void worker();
+  /// On a pool thread: runs `job` on `conn` (null: `status` says why) and answers it.
+  void run_job(pqxx::connection* conn, StoreStatus status, Job& job);
   AccountOutcome run(pqxx::connection& conn, const Job& job);
 
-  AccountStoreOptions options_;
-  std::string stand_in_hash_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Job> jobs_;
-  bool stopping_ = false;
-  std::vector<std::thread> threads_;
+  const std::string stand_in_hash_;
+  PgJobPool pool_;  // last: its threads stop before the members they use go
 };
 
 }  // namespace im::server

@@ -87,80 +87,33 @@ std::size_t GapTracker::size() const {
 }
 
 PgReaderPool::PgReaderPool(ReaderPoolOptions options)
-    : options_(std::move(options)), gaps_(options_.gap_fill) {}
+    : gaps_(options.gap_fill),
+      pool_(PgJobPoolOptions{
+          .pg = std::move(options.pg),
+          .application_name = "im-server reader",
+          .threads = options.threads,
+          .queue_capacity = options.queue_capacity,
+          .reconnect_backoff = std::chrono::milliseconds(250),
+          .prepare =
+              [](pqxx::connection& conn) {
+                conn.prepare(kPull, kPullSql);
+                conn.prepare(kHistoryForward, std::string(kHistoryColumns) +
+                                                  "WHERE m.conversation = $1 AND m.id > $2 "
+                                                  "ORDER BY m.id ASC LIMIT $3");
+                conn.prepare(kHistoryReverse, std::string(kHistoryColumns) +
+                                                  "WHERE m.conversation = $1 AND m.id < $2 "
+                                                  "ORDER BY m.id DESC LIMIT $3");
+                conn.prepare(kFillGap, kFillGapSql);
+              },
+      }) {}
 
 PgReaderPool::~PgReaderPool() { stop(); }
 
-void PgReaderPool::start() {
-  for (std::size_t i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { worker(); });
-}
+void PgReaderPool::start() { pool_.start(); }
 
-void PgReaderPool::stop() {
-  {
-    std::lock_guard lock(mu_);
-    stopping_ = true;
-  }
-  cv_.notify_all();
-  for (auto& t : threads_) {
-    if (t.joinable()) t.join();
-  }
-  threads_.clear();
-}
+void PgReaderPool::stop() { pool_.stop(); }
 
-std::uint64_t PgReaderPool::gaps_filled() const {
-  std::lock_guard lock(const_cast<std::mutex&>(mu_));
-  return gaps_filled_;
-}
-
-bool PgReaderPool::enqueue(Job job) {
-  {
-    std::lock_guard lock(mu_);
-    if (stopping_ || jobs_.size() >= options_.queue_capacity) return false;
-    jobs_.push_back(std::move(job));
-  }
-  cv_.notify_one();
-  return true;
-}
-
-void PgReaderPool::worker() {
-  std::unique_ptr<pqxx::connection> conn;
-  auto retry_at = std::chrono::steady_clock::time_point{};
-  for (;;) {
-    Job job;
-    {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
-      if (jobs_.empty()) return;
-      job = std::move(jobs_.front());
-      jobs_.pop_front();
-    }
-    StoreStatus status;
-    if (!conn || !conn->is_open()) {
-      conn.reset();
-      if (std::chrono::steady_clock::now() < retry_at) {
-        status = {StoreCode::unavailable, "database unavailable; retry later"};
-      } else {
-        try {
-          conn = open_pg_session(options_.pg, "im-server reader");
-          conn->prepare(kPull, kPullSql);
-          conn->prepare(kHistoryForward, std::string(kHistoryColumns) +
-                                             "WHERE m.conversation = $1 AND m.id > $2 "
-                                             "ORDER BY m.id ASC LIMIT $3");
-          conn->prepare(kHistoryReverse, std::string(kHistoryColumns) +
-                                             "WHERE m.conversation = $1 AND m.id < $2 "
-                                             "ORDER BY m.id DESC LIMIT $3");
-          conn->prepare(kFillGap, kFillGapSql);
-        } catch (...) {
-          status = classify_pg_exception(std::current_exception());
-          conn.reset();
-          retry_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(250);
-        }
-      }
-    }
-    job(status.ok() ? conn.get() : nullptr, status);
-    if (conn && !conn->is_open()) conn.reset();
-  }
-}
+std::uint64_t PgReaderPool::gaps_filled() const { return gaps_filled_.load(); }
 
 template <typename Page, typename Run>
 void PgReaderPool::submit(Run run, std::function<void(const StoreStatus&, Page&&)> done) {
@@ -176,7 +129,9 @@ void PgReaderPool::submit(Run run, std::function<void(const StoreStatus&, Page&&
     }
     done(StoreStatus{}, std::move(page));
   };
-  if (!enqueue(std::move(job))) done({StoreCode::busy, "read queue is full; retry later"}, Page{});
+  if (pool_.submit(std::move(job)) != PgJobPool::Submitted::queued) {
+    done({StoreCode::busy, "read queue is full; retry later"}, Page{});
+  }
 }
 
 void PgReaderPool::pull(PullQuery query, std::function<void(const StoreStatus&, PullPage&&)> done) {
@@ -269,8 +224,7 @@ PullPage PgReaderPool::run_pull(pqxx::connection& conn, const PullQuery& q) {
     }
     for (std::int64_t first : filled_starts) gaps_.forget(q.owner, first);
     {
-      std::lock_guard lock(mu_);
-      gaps_filled_ += static_cast<std::uint64_t>(filled.affected_rows());
+      gaps_filled_.fetch_add(static_cast<std::uint64_t>(filled.affected_rows()));
     }
     spdlog::get("pg")->warn("filled {} inbox gap(s) of {} from seq {} with {} tombstone(s)",
                             filled_starts.size(), q.owner, filled_starts.front(),

@@ -1,6 +1,6 @@
 #pragma once
 // PgReaderPool: answers Pull and History from PostgreSQL on its own threads,
-// each with its own connection, fed by a bounded job queue.
+// each with its own connection, fed by a bounded job queue (a PgJobPool).
 //
 // Pull returns only the unbroken run of seqs after the cursor, so a message
 // that commits late (another writer, another process) can never appear below a
@@ -11,20 +11,16 @@
 //
 // Thread-safety: pull()/history() from any thread; callbacks run on a pool thread.
 
+#include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <map>
-#include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
-#include <vector>
 
 #include "server/service/store.hpp"
-#include "server/storage/pg_session.hpp"
+#include "server/storage/pg_job_pool.hpp"
 
 namespace im::server {
 
@@ -68,23 +64,15 @@ class PgReaderPool final : public MessageReader {
   std::uint64_t gaps_filled() const;
 
  private:
-  using Job = std::function<void(pqxx::connection*, const StoreStatus&)>;
-  bool enqueue(Job job);
   /// Queues `run` (a query on a pool connection) and reports its page or error.
   template <typename Page, typename Run>
   void submit(Run run, std::function<void(const StoreStatus&, Page&&)> done);
-  void worker();
   PullPage run_pull(pqxx::connection& conn, const PullQuery& q);
   HistoryPage run_history(pqxx::connection& conn, const HistoryQuery& q);
 
-  ReaderPoolOptions options_;
   GapTracker gaps_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Job> jobs_;
-  bool stopping_ = false;
-  std::vector<std::thread> threads_;
-  std::uint64_t gaps_filled_ = 0;  // guarded by mu_
+  std::atomic<std::uint64_t> gaps_filled_{0};
+  PgJobPool pool_;  // last: its threads stop before the members they use go
 };
 
 }  // namespace im::server
