@@ -1,8 +1,10 @@
 #include <cerrno>
 #include <cstdio>
+#include <cstdint>
 #include <cstring>
 #include <deque>
 #include <random>
+#include <span>
 #include <thread>
 #include <unordered_map>
 
@@ -158,6 +160,7 @@ struct AsyncClient::Impl : std::enable_shared_from_this<AsyncClient::Impl> {
   bool writing = false;
   std::vector<std::uint8_t> rbuf;
   std::size_t rbuf_used = 0;
+  std::vector<std::uint8_t> aligned;  // a misaligned frame's copy, while it is dispatched
   Welcome welcome;
   std::vector<std::function<void(const Result<Welcome>&)>> on_welcome;
   std::chrono::milliseconds backoff{0};
@@ -507,9 +510,15 @@ struct AsyncClient::Impl : std::enable_shared_from_this<AsyncClient::Impl> {
         connection_failed(make_error(Error::Kind::protocol, d.reason));
         return false;
       }
-      // Copy to an aligned buffer: FlatBuffers fields are aligned relative to
-      // the frame's first byte, which need not be aligned inside rbuf.
-      const std::vector<std::uint8_t> frame(d.frame.begin(), d.frame.end());
+      // FlatBuffers fields are aligned relative to the frame's first byte: a
+      // frame at an odd offset of rbuf is copied to an aligned buffer first
+      // (the server's frames keep their successors aligned, so rarely). rbuf
+      // is not resized or reassigned while frames are dispatched.
+      std::span<const std::uint8_t> frame = d.frame;
+      if (reinterpret_cast<std::uintptr_t>(frame.data()) % 8 != 0) {
+        aligned.assign(frame.begin(), frame.end());
+        frame = aligned;
+      }
       offset += d.consumed;
       std::string why;
       const wire::Frame* f = protocol::verify_frame(frame, protocol::response_verify_limits(100000), why);
