@@ -565,42 +565,54 @@ TEST_CASE("pipelining: frames at any offset of a read, and frames cut anywhere, 
   const std::string p = unique_prefix("offsets");
   TimedClient c(server.port());
   c.hello(p + "-a");
-  // A Ping padded by 3 bytes (FlatBuffers ignores bytes after the root's data)
-  // puts the frames after it at odd offsets of the server's read buffer: their
-  // 8-byte fields must still be read safely (UBSan checks this in CI).
-  auto padded = bytes_of(protocol::encode_ping(c.next_id(), 7));
-  padded.insert(padded.end(), {0, 0, 0});
-  const std::uint32_t length = static_cast<std::uint32_t>(padded.size() - protocol::kLengthPrefixBytes);
-  std::memcpy(padded.data(), &length, sizeof length);  // little-endian, as the wire
-  std::vector<std::uint8_t> all = padded;
-  const std::uint64_t first_send = c.next_id();
-  for (std::uint64_t i = 0; i < 5; ++i) {
-    const auto f = protocol::encode_send(first_send + i, p + "-b", 100 + i, "odd " + std::to_string(i));
-    all.insert(all.end(), f.data(), f.data() + f.size());
-  }
-  // Written in pieces of 7 bytes: every frame is cut somewhere, prefixes too.
+  // A Ping padded by 3 bytes (FlatBuffers ignores bytes after the root's data),
+  // then five Sends, in one buffer: the Sends sit at odd offsets of the
+  // server's read buffer, and their 8-byte fields must still be read safely
+  // (UBSan checks this in CI).
+  int sent = 0;
+  auto batch = [&](std::uint64_t nonce) {
+    auto bytes = bytes_of(protocol::encode_ping(c.next_id(), nonce));
+    bytes.insert(bytes.end(), {0, 0, 0});
+    const auto length = static_cast<std::uint32_t>(bytes.size() - protocol::kLengthPrefixBytes);
+    std::memcpy(bytes.data(), &length, sizeof length);  // little-endian, as the wire
+    for (int i = 0; i < 5; ++i, ++sent) {
+      const auto f = protocol::encode_send(c.next_id(), p + "-b", static_cast<std::uint64_t>(100 + sent),
+                                           "odd " + std::to_string(sent));
+      bytes.insert(bytes.end(), f.data(), f.data() + f.size());
+    }
+    return bytes;
+  };
+  auto expect_answers = [&](std::uint64_t nonce) {
+    auto pong = c.read();
+    REQUIRE(pong);
+    REQUIRE(pong->frame()->body_type() == wire::Body::Pong);
+    CHECK(pong->frame()->body_as_Pong()->nonce() == nonce);
+    const std::uint64_t first = pong->frame()->request_id() + 1;
+    for (std::uint64_t i = 0; i < 5; ++i) {
+      auto r = c.read();
+      REQUIRE(r);
+      require_ack(*r);
+      CHECK(r->frame()->request_id() == first + i);
+    }
+  };
+  // In one write: one read on the server (most likely), frames at odd offsets.
+  c.write_bytes(batch(7));
+  expect_answers(7);
+  // In pieces of 7 bytes: every frame is cut somewhere, prefixes too.
+  const auto all = batch(8);
   for (std::size_t at = 0; at < all.size(); at += 7) {
     c.write_bytes({all.begin() + static_cast<std::ptrdiff_t>(at),
                    all.begin() + static_cast<std::ptrdiff_t>(std::min(all.size(), at + 7))});
     std::this_thread::sleep_for(1ms);
   }
-  auto pong = c.read();
-  REQUIRE(pong);
-  REQUIRE(pong->frame()->body_type() == wire::Body::Pong);
-  CHECK(pong->frame()->body_as_Pong()->nonce() == 7);
-  for (std::uint64_t i = 0; i < 5; ++i) {
-    auto r = c.read();
-    REQUIRE(r);
-    require_ack(*r);
-    CHECK(r->frame()->request_id() == first_send + i);
-  }
+  expect_answers(8);
   TimedClient b(server.port());
   b.hello(p + "-b");
   const auto r = b.pull(0, 100);
   const auto* m = r.frame()->body_as_PullResult()->messages();
   REQUIRE(m);
-  REQUIRE(m->size() == 5);
-  for (std::uint32_t i = 0; i < 5; ++i) {
+  REQUIRE(m->size() == 10);
+  for (std::uint32_t i = 0; i < 10; ++i) {
     CHECK(m->Get(i)->body()->str() == "odd " + std::to_string(i));
     CHECK(m->Get(i)->seq() == i + 1);
   }
