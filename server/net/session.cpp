@@ -88,6 +88,13 @@ void Session::fail(protocol::OutFrame frame) {
     --self->fails_posted_;
     self->close_after_flush_ = true;
     self->enqueue(std::move(f), false);
+    // Closed once the Error is written, and at the latest after kCloseLinger:
+    // a client that stopped reading cannot hold the session (requests still
+    // pending keep the idle deadline from ever firing).
+    if (self->close_by_ == Clock::time_point::max()) {
+      self->close_by_ = Clock::now() + kCloseLinger;
+      self->wake_watchdog_by(self->close_by_);
+    }
   });
 }
 
@@ -152,9 +159,10 @@ void Session::read_ready() {
 
 bool Session::take_bytes(std::span<const std::uint8_t> data, Clock::time_point now) {
   std::size_t frames = 0;
-  const bool direct = pending_.empty();  // no incomplete frame: handle `data` in place
+  const bool direct = pending_empty();  // nothing kept: handle `data` in place
   if (!direct) pending_.insert(pending_.end(), data.begin(), data.end());
-  const std::size_t used = handle_frames(direct ? data : pending_, frames);
+  const std::size_t used = handle_frames(
+      direct ? data : std::span<const std::uint8_t>(pending_).subspan(pending_head_), frames);
   if (!reading_) {
     reading_done();
     return false;
@@ -162,8 +170,15 @@ bool Session::take_bytes(std::span<const std::uint8_t> data, Clock::time_point n
   // Keep what is left (an incomplete frame, or frames held back).
   if (direct) {
     pending_.assign(data.begin() + static_cast<std::ptrdiff_t>(used), data.end());
+    pending_head_ = 0;
   } else {
-    pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(used));
+    pending_head_ += used;
+    // Held back, each response lets one frame through: moving the rest down
+    // every time would copy the backlog per frame. Compact once half is used.
+    if (pending_head_ == pending_.size() || 2 * pending_head_ > pending_.size()) {
+      pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(pending_head_));
+      pending_head_ = 0;
+    }
   }
   if (frames > 0) last_activity_ = now;
   if (inflight_ >= limits_.max_inflight) {
@@ -173,8 +188,9 @@ bool Session::take_bytes(std::span<const std::uint8_t> data, Clock::time_point n
     frame_deadline_ = Clock::time_point::max();
     return false;
   }
-  if (pending_.empty()) {
+  if (pending_empty()) {
     std::vector<std::uint8_t>().swap(pending_);  // an idle connection holds no buffer
+    pending_head_ = 0;
     frame_deadline_ = Clock::time_point::max();
   } else if (frames > 0 || frame_deadline_ == Clock::time_point::max()) {
     // A frame has started: it must arrive whole within frame_timeout.
@@ -230,7 +246,11 @@ void Session::reading_done() {
   reading_done_ = true;
   reading_ = false;
   held_back_ = false;
+  // No request can follow: a query still running for a long poll answers
+  // instead of waiting (see PullOperation).
+  closing = true;
   std::vector<std::uint8_t>().swap(pending_);
+  pending_head_ = 0;
   std::vector<std::uint8_t>().swap(tls_in_);
   // No request can follow (end of stream, a read error, a fatal frame): long
   // polls answer now with what is there instead of holding the session until
@@ -351,8 +371,12 @@ Session::Clock::time_point Session::check_deadlines(Clock::time_point now) {
     close();
     return Clock::time_point::max();
   }
+  if (now >= close_by_) {
+    close();  // failed, and its Error did not get out within kCloseLinger
+    return Clock::time_point::max();
+  }
   const auto linger = now + kCloseLinger;
-  auto next = Clock::time_point::max();
+  auto next = close_by_;
   if (limits_.handshake_timeout.count() > 0 && user.empty()) {
     if (now >= handshake_deadline_) {
       expire(stats_.handshake_timeouts, spdlog::level::warn,

@@ -145,6 +145,8 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   // Received bytes not handled yet: an incomplete frame, or frames held back by
   // max_inflight. Empty, and unallocated, between frames.
   std::vector<std::uint8_t> pending_;
+  std::size_t pending_head_ = 0;  // pending_[pending_head_ ...] is not handled yet
+  bool pending_empty() const { return pending_head_ == pending_.size(); }
   std::vector<std::uint8_t> tls_in_;  // TLS only: the read buffer
   // Frames waiting for the writer: queue_[queue_head_ ...]. A vector, not a
   // deque: an empty one holds no memory (a deque allocates ~600 bytes up front,
@@ -162,6 +164,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   Clock::time_point watchdog_at_ = Clock::time_point::max();  // when the watchdog wakes
   Clock::time_point handshake_deadline_ = Clock::time_point::max();
   Clock::time_point frame_deadline_ = Clock::time_point::max();  // max: no frame in progress
+  Clock::time_point close_by_ = Clock::time_point::max();  // after fail(): closed by then
   Clock::time_point last_activity_;  // last frame received, or last response to a pending request
   bool tls_handshaking_ = false;  // the TLS handshake has not completed yet
   bool expired_ = false;

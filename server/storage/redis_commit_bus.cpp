@@ -121,7 +121,6 @@ void RedisCommitBus::publish(const std::string& names) {
 }
 
 void RedisCommitBus::subscribe_loop() {
-  bool subscribed_before = false;
   while (!stopping_.load()) {
     std::unique_ptr<redisContext, Free> c(connect(endpoint_, std::chrono::milliseconds(500)));
     if (!c) {
@@ -131,10 +130,10 @@ void RedisCommitBus::subscribe_loop() {
     auto* r = static_cast<redisReply*>(redisCommand(c.get(), "SUBSCRIBE %s", kChannel));
     if (!r) continue;
     freeReplyObject(r);
-    // Commits announced while the subscription was broken are lost: every
-    // long poll queries again, and no quiet mark may vouch for that time.
-    if (subscribed_before) local_.resync();
-    subscribed_before = true;
+    // Commits announced while there was no subscription (broken, or not made
+    // yet at start-up) are lost: every long poll queries again, and no quiet
+    // mark may vouch for that time.
+    local_.resync();
     // Wait for data with poll() so the loop notices stop(); then parse every
     // complete reply hiredis has buffered.
     bool healthy = true;

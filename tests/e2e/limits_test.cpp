@@ -481,6 +481,46 @@ TEST_CASE("limits: a client that never reads is cut off once its responses pile 
   CHECK(inbox_size(filler) == 0);  // the filler's own inbox: nothing stored by accident
 }
 
+TEST_CASE("limits: a failed connection is closed within a second even when it neither reads nor "
+          "lets its long poll end",
+          "[e2e]") {
+  TestServer server;
+  const std::string p = unique_prefix("failstuck");
+  TimedClient filler(server.port());
+  filler.hello(p + "-filler");
+  const std::string body(60000, 'x');
+  for (std::uint64_t i = 1; i <= 15; ++i) require_ack(filler.send(p + "-reader", i, body));
+
+  TimedClient stalled(server.port());
+  stalled.shrink_receive_buffer();
+  stalled.hello(p + "-reader");
+  // About 9 MB of responses nobody reads: more than the kernel holds, less
+  // than the server's 16 MiB queue, so the server's writes stall.
+  constexpr int kPulls = 10;
+  constexpr std::size_t kPage = 15 * 60000;
+  for (int i = 0; i < kPulls; ++i) stalled.write(protocol::encode_pull(stalled.next_id(), 0, 100, 0));
+  // A long poll past the end keeps a request pending (the idle deadline never
+  // fires), then a bad frame fails the connection: its Error queues behind
+  // the stalled writes.
+  stalled.write(protocol::encode_pull(stalled.next_id(), 15, 100, 30000));
+  std::this_thread::sleep_for(500ms);
+  stalled.write_bytes({8, 0, 0, 0, 'g', 'a', 'r', 'b', 'a', 'g', 'e', '!'});
+  std::this_thread::sleep_for(2s);
+  // The server has closed it by now (its kernel may still hold unsent bytes
+  // for it): a frame sent to a closed socket is answered with a reset, so
+  // draining ends long before the long poll's 30 s, and what the server still
+  // had queued is gone. Without the close, the stream stays open.
+  try {
+    stalled.write(protocol::encode_ping(stalled.next_id(), 1));
+  } catch (const std::exception&) {
+    // already reset
+  }
+  const auto [received, ended] = stalled.drain(5s);
+  INFO("received " << received << " bytes; ended " << ended);
+  CHECK(ended);
+  CHECK(received < static_cast<std::size_t>(kPulls) * kPage);
+}
+
 TEST_CASE("hostile: garbage after a valid frame, a frame cut short, and a frame of many tables",
           "[e2e]") {
   TestServer server;

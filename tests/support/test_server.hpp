@@ -19,7 +19,7 @@ inline server::Config test_config() {
   c.redis_url = redis_url();
   c.threads = 2;
   c.pg_pool = 2;
-  c.log_level = "warn";
+  c.log_level = getenv("IM_TEST_LOG_LEVEL") ? getenv("IM_TEST_LOG_LEVEL") : "warn";
   // Tests about other things speak as any user; tests/e2e/auth_test.cpp runs
   // servers that check tokens.
   c.auth = "none";
