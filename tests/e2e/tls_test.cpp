@@ -352,3 +352,28 @@ TEST_CASE("TLS: garbage instead of a ClientHello closes only that connection", "
   client::Client after(tls_options(server.port(), certs.ca_cert, unique_prefix("after")));
   CHECK(after.ping());
 }
+
+TEST_CASE("TLS: a connection above --max-connections is closed before any handshake, and "
+          "admitted ones keep working",
+          "[e2e][tls]") {
+  TestCerts certs;
+  TestServer server([&certs](server::Config& c) {
+    with_tls(certs)(c);
+    c.max_connections = 1;
+  });
+  client::Client first(tls_options(server.port(), certs.ca_cert, unique_prefix("first")));
+  REQUIRE(first.ping());
+  // The second connection is over the cap: the server closes the TCP
+  // connection without a handshake (a TLS client cannot read a plain Error).
+  RawTlsClient over(server.port());
+  CHECK(over.tcp_closed_by_server(5s));
+  client::Options o = tls_options(server.port(), certs.ca_cert, unique_prefix("second"));
+  o.send_attempts = 1;
+  o.connect_timeout = 2s;
+  client::Client second(o);
+  CHECK_FALSE(second.connect());
+  // The admitted client is unaffected, and its slot frees when it goes.
+  const auto rtt = first.ping();
+  INFO((rtt ? "" : rtt.error().to_string()));
+  CHECK(rtt);
+}
