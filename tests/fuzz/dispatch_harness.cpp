@@ -81,6 +81,10 @@ struct Pending {
   std::uint32_t limit = 0;     // Pull and History, as the service applies it
   std::uint64_t nonce = 0;     // Ping
   Clock::time_point at;
+  // Another request with this id and type was outstanding when a response
+  // for one of them came: which one was answered is unknown, so this one's
+  // response cannot be checked exactly either.
+  bool ambiguous = false;
 };
 
 // The request type a response type answers.
@@ -360,11 +364,14 @@ class Harness {
     expect(chosen != candidates.end(),
            fmt::format("request {} answered with success before Hello (or a refused Hello with "
                        "Welcome)", rid));
+    if (candidates.size() > 1) {
+      for (const std::size_t i : candidates) conn.outstanding[i].ambiguous = true;
+    }
     const Pending p = conn.outstanding[*chosen];
     conn.outstanding.erase(conn.outstanding.begin() + static_cast<std::ptrdiff_t>(*chosen));
     // With one candidate the request is known exactly; with several (a
-    // reused request id) only what holds for any of them is checked.
-    const bool exact = candidates.size() == 1;
+    // reused request id), or after several, only what holds for any is checked.
+    const bool exact = candidates.size() == 1 && !p.ambiguous;
     switch (type) {
       case wire::Body::Welcome: check_welcome(conn, p, *f->body_as_Welcome(), exact); break;
       case wire::Body::SendAck: check_ack(p, *f->body_as_SendAck(), exact); break;
