@@ -447,24 +447,31 @@ TEST_CASE("limits: sends above --send-rate/--send-burst get rate_limited and sto
   CHECK(inbox_size(b) == 7);
 }
 
+namespace {
+/// `filler` (user P-filler) fills P-reader's inbox with 15 messages of 60,000
+/// bytes, a page of about 900 KB (kPage); `stalled` says Hello as P-reader
+/// with a tiny receive buffer: a client that reads slowly, if at all.
+constexpr std::size_t kPage = 15 * 60000;
+void fill_and_stall(TimedClient& filler, TimedClient& stalled, const std::string& p) {
+  filler.hello(p + "-filler");
+  const std::string body(60000, 'x');
+  for (std::uint64_t i = 1; i <= 15; ++i) require_ack(filler.send(p + "-reader", i, body));
+  stalled.shrink_receive_buffer();
+  stalled.hello(p + "-reader");
+}
+}  // namespace
+
 TEST_CASE("limits: a client that never reads is cut off once its responses pile up", "[e2e]") {
   TestServer server;
   const std::string p = unique_prefix("noread");
   TimedClient good(server.port());
   good.hello(p + "-good");
-  // An inbox whose full page is about 900 KB.
   TimedClient filler(server.port());
-  filler.hello(p + "-filler");
-  const std::string body(60000, 'x');
-  for (std::uint64_t i = 1; i <= 15; ++i) require_ack(filler.send(p + "-reader", i, body));
-
   TimedClient stalled(server.port());
-  stalled.shrink_receive_buffer();
-  stalled.hello(p + "-reader");
+  fill_and_stall(filler, stalled, p);
   // 45 pipelined pulls of the whole page: about 40 MB of responses, far more
   // than the kernel's buffers plus the server's 16 MiB per-connection queue.
   constexpr int kPulls = 45;
-  constexpr std::size_t kPage = 15 * 60000;
   for (int i = 0; i < kPulls; ++i) stalled.write(protocol::encode_pull(stalled.next_id(), 0, 100, 0));
   std::this_thread::sleep_for(2s);  // the server answers into a connection nobody reads
 
@@ -487,17 +494,11 @@ TEST_CASE("limits: a failed connection is closed within a second even when it ne
   TestServer server;
   const std::string p = unique_prefix("failstuck");
   TimedClient filler(server.port());
-  filler.hello(p + "-filler");
-  const std::string body(60000, 'x');
-  for (std::uint64_t i = 1; i <= 15; ++i) require_ack(filler.send(p + "-reader", i, body));
-
   TimedClient stalled(server.port());
-  stalled.shrink_receive_buffer();
-  stalled.hello(p + "-reader");
+  fill_and_stall(filler, stalled, p);
   // About 9 MB of responses nobody reads: more than the kernel holds, less
   // than the server's 16 MiB queue, so the server's writes stall.
   constexpr int kPulls = 10;
-  constexpr std::size_t kPage = 15 * 60000;
   for (int i = 0; i < kPulls; ++i) stalled.write(protocol::encode_pull(stalled.next_id(), 0, 100, 0));
   // A long poll past the end keeps a request pending (the idle deadline never
   // fires), then a bad frame fails the connection: its Error queues behind
