@@ -63,6 +63,8 @@ bool fires(Point point) {
   return std::uniform_real_distribution<double>(0, 1)(rng) < p;
 }
 
+bool enabled(Point point) { return config().probability[static_cast<int>(point)] > 0; }
+
 void maybe_crash(Point point) {
   if (!fires(point)) return;
   spdlog::get("pg")->critical("fault point {}: SIGKILL", kNames[static_cast<int>(point)]);

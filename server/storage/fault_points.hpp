@@ -18,21 +18,25 @@ namespace im::server::fault {
 
 enum class Point {
   crash_after_seq_alloc,   // seqs allocated in Redis, nothing written
-  crash_after_insert,      // rows inserted, transaction not committed
+  crash_after_insert,      // rows inserted, transaction not committed (forces BEGIN ... COMMIT)
   crash_after_commit,      // committed, nobody acked
-  ack_before_commit,       // negative control: ack, then roll back (loses acked messages)
+  ack_before_commit,       // negative control: ack, then roll back (loses acked messages;
+                           // forces BEGIN ... COMMIT)
   skip_idempotency,        // negative control: store resends again (duplicates)
 };
 
 #ifdef IM_FAULT_INJECTION
 /// True when `point` is enabled and its probability draw hits.
 bool fires(Point point);
+/// True when `point` is enabled at all (whatever its probability).
+bool enabled(Point point);
 /// SIGKILLs the process if `point` fires.
 void maybe_crash(Point point);
 /// Names of the enabled points, for the start-up log ("" when none).
 const char* describe();
 #else
 constexpr bool fires(Point) { return false; }
+constexpr bool enabled(Point) { return false; }
 inline void maybe_crash(Point) {}
 constexpr const char* describe() { return ""; }
 #endif

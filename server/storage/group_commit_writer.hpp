@@ -4,8 +4,10 @@
 // Sends from every connection go into one bounded BatchQueue. The writer thread
 // takes a batch (up to batch_max, or whatever arrived within batch_delay of the
 // oldest), allocates the receivers' seqs from Redis in one pipelined round trip,
-// writes messages and inbox rows to PostgreSQL in one transaction with
-// set-based statements, and only after COMMIT returns calls each send's `done`
+// writes messages and inbox rows to PostgreSQL with one set-based statement
+// that is its own transaction (one round trip; a BEGIN ... COMMIT block only
+// when tombstones must commit with it), and only after the commit returns
+// calls each send's `done`
 // and hands the CommitListener the committed batch: per inbox the committed
 // seq run and its messages, so woken long polls can answer without a read.
 //
