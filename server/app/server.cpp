@@ -14,6 +14,7 @@
 #include "server/service/waiters.hpp"
 #include "server/storage/fault_points.hpp"
 #include "server/storage/group_commit_writer.hpp"
+#include "server/storage/thread_name.hpp"
 #include "server/storage/pg_account_store.hpp"
 #include "server/storage/pg_reader_pool.hpp"
 #include "server/storage/redis_commit_bus.hpp"
@@ -152,8 +153,11 @@ void Server::start() {
   writer_->start();
   reader_->start();
   if (accounts_) accounts_->start();
-  for (auto& io : io_) {
-    io_threads_.emplace_back([ctx = io.get()] { ctx->run(); });
+  for (std::size_t i = 0; i < io_.size(); ++i) {
+    io_threads_.emplace_back([ctx = io_[i].get(), i] {
+      name_this_thread("im-io-" + std::to_string(i));
+      ctx->run();
+    });
   }
   listener_->start();
   running_ = true;

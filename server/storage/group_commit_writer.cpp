@@ -8,6 +8,7 @@
 
 #include "server/storage/fault_points.hpp"
 #include "server/storage/pg_array.hpp"
+#include "server/storage/thread_name.hpp"
 
 namespace im::server {
 namespace {
@@ -89,7 +90,10 @@ GroupCommitWriter::GroupCommitWriter(GroupCommitOptions options, CommitListener&
 GroupCommitWriter::~GroupCommitWriter() { stop(); }
 
 void GroupCommitWriter::start() {
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    name_this_thread("im-writer");
+    run();
+  });
 }
 
 void GroupCommitWriter::stop() {

@@ -11,6 +11,7 @@ PgAccountStore::PgAccountStore(AccountStoreOptions options)
     : stand_in_hash_(auth::hash_password("no such account")),
       pool_(PgJobPoolOptions{.pg = std::move(options.pg),
                              .application_name = "im-server accounts",
+                             .thread_name = "im-accounts",
                              .threads = options.threads,
                              .queue_capacity = options.queue_capacity,
                              .reconnect_backoff = std::chrono::milliseconds(250),

@@ -1,5 +1,7 @@
 #include "server/storage/pg_job_pool.hpp"
 
+#include "server/storage/thread_name.hpp"
+
 namespace im::server {
 
 PgJobPool::PgJobPool(PgJobPoolOptions options) : options_(std::move(options)) {}
@@ -7,7 +9,12 @@ PgJobPool::PgJobPool(PgJobPoolOptions options) : options_(std::move(options)) {}
 PgJobPool::~PgJobPool() { stop(); }
 
 void PgJobPool::start() {
-  for (std::size_t i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { worker(); });
+  for (std::size_t i = 0; i < options_.threads; ++i) {
+    threads_.emplace_back([this, i] {
+      name_this_thread(options_.thread_name + "-" + std::to_string(i));
+      worker();
+    });
+  }
 }
 
 void PgJobPool::stop() {

@@ -28,6 +28,7 @@ namespace im::server {
 struct PgJobPoolOptions {
   PgSessionOptions pg;
   std::string application_name;  // what PostgreSQL shows for these connections
+  std::string thread_name = "im-pg";  // its threads are named <thread_name>-<n>
   std::size_t threads = 1;
   std::size_t queue_capacity = 64;
   std::chrono::milliseconds reconnect_backoff{250};

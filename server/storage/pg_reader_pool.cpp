@@ -91,6 +91,7 @@ PgReaderPool::PgReaderPool(ReaderPoolOptions options)
       pool_(PgJobPoolOptions{
           .pg = std::move(options.pg),
           .application_name = "im-server reader",
+          .thread_name = "im-reader",
           .threads = options.threads,
           .queue_capacity = options.queue_capacity,
           .reconnect_backoff = std::chrono::milliseconds(250),

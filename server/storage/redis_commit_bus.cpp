@@ -9,6 +9,8 @@
 #include <hiredis/hiredis.h>
 #include <spdlog/spdlog.h>
 
+#include "server/storage/thread_name.hpp"
+
 namespace im::server {
 namespace {
 
@@ -51,8 +53,14 @@ RedisCommitBus::RedisCommitBus(RedisEndpoint endpoint, CommitListener& local)
 RedisCommitBus::~RedisCommitBus() { stop(); }
 
 void RedisCommitBus::start() {
-  subscriber_ = std::thread([this] { subscribe_loop(); });
-  publisher_ = std::thread([this] { publish_loop(); });
+  subscriber_ = std::thread([this] {
+    name_this_thread("im-redis-sub");
+    subscribe_loop();
+  });
+  publisher_ = std::thread([this] {
+    name_this_thread("im-redis-pub");
+    publish_loop();
+  });
 }
 
 void RedisCommitBus::stop() {

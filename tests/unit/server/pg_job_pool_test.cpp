@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <pthread.h>
+
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 
@@ -94,4 +96,30 @@ TEST_CASE("pg job pool: the queue is bounded, and a stopped pool takes nothing",
   pool.stop();
   CHECK(out.seen.size() == 2);
   CHECK(pool.submit(job) == PgJobPool::Submitted::stopped);
+}
+
+TEST_CASE("pg job pool: its threads carry the pool's name, for top -H and perf", "[unit][pool]") {
+  PgJobPool pool(PgJobPoolOptions{.pg = {.url = refused_url()},
+                                  .application_name = "im-test",
+                                  .thread_name = "im-unit",
+                                  .threads = 1,
+                                  .queue_capacity = 8,
+                                  .reconnect_backoff = std::chrono::hours(1),
+                                  .prepare = {}});
+  pool.start();
+  std::mutex mu;
+  std::condition_variable cv;
+  std::string name;
+  REQUIRE(pool.submit([&](pqxx::connection*, const StoreStatus&) {
+            char buf[16] = {};
+            pthread_getname_np(pthread_self(), buf, sizeof buf);
+            std::lock_guard lock(mu);
+            name = buf;
+            cv.notify_all();
+          }) == PgJobPool::Submitted::queued);
+  std::unique_lock lock(mu);
+  REQUIRE(cv.wait_for(lock, 10s, [&] { return !name.empty(); }));
+  CHECK(name == "im-unit-0");
+  lock.unlock();
+  pool.stop();
 }
