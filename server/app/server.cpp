@@ -14,11 +14,11 @@
 #include "server/service/waiters.hpp"
 #include "server/storage/fault_points.hpp"
 #include "server/storage/group_commit_writer.hpp"
-#include "server/storage/thread_name.hpp"
 #include "server/storage/pg_account_store.hpp"
 #include "server/storage/pg_reader_pool.hpp"
 #include "server/storage/redis_commit_bus.hpp"
 #include "server/storage/schema.hpp"
+#include "server/storage/thread_name.hpp"
 
 namespace im::server {
 
