@@ -372,7 +372,7 @@ TEST_CASE("TLS: a connection above --max-connections is closed before any handsh
   o.connect_timeout = 2s;
   client::Client second(o);
   CHECK_FALSE(second.connect());
-  // The admitted client is unaffected, and its slot frees when it goes.
+  // The admitted client is unaffected.
   const auto rtt = first.ping();
   INFO((rtt ? "" : rtt.error().to_string()));
   CHECK(rtt);
