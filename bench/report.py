@@ -37,6 +37,8 @@ raw = load("raw-*.json")
 closed = load("closed-*.json")
 nobatch = load("nobatch-*.json")
 open_loop = load("open-*.json")
+lanes2_closed = load("lanes2-closed-*.json")
+lanes2_open = load("lanes2-open-*.json")
 pull = load("pull-*.json")
 conns = load("conns-[0-9]*.json")
 sweep = sorted(load("sweep-*.json"), key=lambda r: r["senders"])
@@ -60,14 +62,24 @@ f = {
     "held_rt_ack_p99_ms": figure(conns, "rt_ack_p99_us", 1e-3),
     "held_rt_delivered_p99_ms": figure(conns, "rt_delivered_p99_us", 1e-3),
     "cpu_us_per_msg": figure(closed, "server_cpu_us_per_msg"),
+    "lanes2_msgs_per_s": figure(lanes2_closed, "throughput_msgs_per_s"),
+    "lanes2_cpu_us_per_msg": figure(lanes2_closed, "server_cpu_us_per_msg"),
+    "lanes2_open_rate": figure(lanes2_open, "target_rate"),
+    "lanes2_open_ack_p50_ms": figure(lanes2_open, "ack_latency_us.p50", 1e-3),
+    "lanes2_open_ack_p99_ms": figure(lanes2_open, "ack_latency_us.p99", 1e-3),
+    "lanes2_open_delivered_p99_ms": figure(lanes2_open, "delivery_latency_us.p99", 1e-3),
 }
 med = {k: (v["median"] if v else None) for k, v in f.items()}
 ratios = {
     "im_over_raw": med["im_msgs_per_s"] / med["raw_rows_per_s"] if med["raw_rows_per_s"] else None,
     "batching_speedup": med["im_msgs_per_s"] / med["nobatch_msgs_per_s"] if med["nobatch_msgs_per_s"] else None,
+    "lanes2_over_raw": (med["lanes2_msgs_per_s"] / med["raw_rows_per_s"]
+                        if med["lanes2_msgs_per_s"] and med["raw_rows_per_s"] else None),
+    "lanes2_over_one": (med["lanes2_msgs_per_s"] / med["im_msgs_per_s"]
+                        if med["lanes2_msgs_per_s"] and med["im_msgs_per_s"] else None),
 }
 errors = sum(sum(r.get("errors", {}).values()) + r.get("failed", 0) + r.get("unknown", 0)
-             for r in closed + nobatch + open_loop)
+             for r in closed + nobatch + open_loop + lanes2_closed + lanes2_open)
 
 
 def fmt(v, unit=""):
@@ -112,6 +124,11 @@ rows = [
     ("   round trip while held: send→delivered p99 (ms)", "held_rt_delivered_p99_ms", "", ""),
     ("7. im-server CPU per acked message (µs)", "cpu_us_per_msg", "≤ 10 µs",
      met((med["cpu_us_per_msg"] or 1e9) <= 10)),
+    ("2b. (2) with two writer lanes, --pg-writers 2 (msgs/s)", "lanes2_msgs_per_s",
+     f"ratio to (1) {fmt(ratios['lanes2_over_raw'])}; {fmt(ratios['lanes2_over_one'])} × (2)", ""),
+    (f"4b. two lanes, open loop at {fmt(med['lanes2_open_rate'])}/s: send→ack p99 (ms)",
+     "lanes2_open_ack_p99_ms", f"p50 {fmt(med['lanes2_open_ack_p50_ms'])}", ""),
+    ("    send→delivered p99 (ms)", "lanes2_open_delivered_p99_ms", "", ""),
 ]
 now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 md = [f"bench/run on {platform.node()} ({os.cpu_count()} cores), {now}: median of {repeat} run(s) of "

@@ -67,6 +67,7 @@ void validate(Config& c) {
   require(c.max_wait_ms <= 600000, "--max-wait-ms must be at most 600000");
   require(c.gap_fill_ms >= 10, "--gap-fill-ms must be at least 10");
   require(c.pg_pool >= 1 && c.pg_pool <= 256, "--pg-pool must be 1-256");
+  require(c.pg_writers >= 1 && c.pg_writers <= 16, "--pg-writers must be 1-16");
   require(c.max_connections >= 1 && c.max_connections <= 10000000,
           "--max-connections must be 1-10000000");
   require(c.max_connections_per_ip <= 10000000,
@@ -106,13 +107,13 @@ void validate(Config& c) {
 
 std::string describe(const Config& c) {
   return fmt::format(
-      "listen={} pg_url={} redis_url={} threads={} batch_max={} batch_delay_us={} "
+      "listen={} pg_url={} redis_url={} threads={} batch_max={} batch_delay_us={} pg_writers={} "
       "queue_capacity={} max_frame_bytes={} max_body_bytes={} max_pull_limit={} max_wait_ms={} "
       "gap_fill_ms={} pg_pool={} drain_timeout_ms={} max_connections={} max_connections_per_ip={} "
       "handshake_timeout_ms={} frame_timeout_ms={} idle_timeout_ms={} send_rate={} send_burst={} "
       "auth={}{} registration={} login_token_ttl={} auth_threads={} log_level={}",
       c.listen, mask_url_password(c.pg_url), mask_url_password(c.redis_url), c.threads,
-      c.batch_max, c.batch_delay_us, c.queue_capacity, c.max_frame_bytes, c.max_body_bytes,
+      c.batch_max, c.batch_delay_us, c.pg_writers, c.queue_capacity, c.max_frame_bytes, c.max_body_bytes,
       c.max_pull_limit, c.max_wait_ms, c.gap_fill_ms, c.pg_pool, c.drain_timeout_ms,
       c.max_connections, c.max_connections_per_ip, c.handshake_timeout_ms, c.frame_timeout_ms,
       c.idle_timeout_ms, c.send_rate, c.send_burst, c.auth,
@@ -144,6 +145,9 @@ ParseResult parse_config(int argc, char** argv, Config& c) {
   opt("--gap-fill-ms", c.gap_fill_ms, "IM_GAP_FILL_MS",
       "a missing inbox seq older than this is filled with a tombstone");
   opt("--pg-pool", c.pg_pool, "IM_PG_POOL", "PostgreSQL connections (threads) for reads");
+  opt("--pg-writers", c.pg_writers, "IM_PG_WRITERS",
+      "group commit: writer lanes (a thread and a PostgreSQL connection each); a receiver's "
+      "inbox is always written by the same lane");
   opt("--drain-timeout-ms", c.drain_timeout_ms, "IM_DRAIN_TIMEOUT_MS",
       "on SIGINT/SIGTERM, longest wait for in-flight requests");
   opt("--max-connections", c.max_connections, "IM_MAX_CONNECTIONS",

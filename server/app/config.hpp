@@ -18,6 +18,7 @@ struct Config {
   unsigned threads = 0;  // 0: one per hardware thread
   std::uint32_t batch_max = 1024;
   std::uint32_t batch_delay_us = 200;
+  std::uint32_t pg_writers = 1;
   std::uint32_t queue_capacity = 65536;
   std::uint32_t max_frame_bytes = 1u << 20;
   std::uint32_t max_body_bytes = 64 * 1024;

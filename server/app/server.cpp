@@ -13,11 +13,11 @@
 #include "server/service/service.hpp"
 #include "server/service/waiters.hpp"
 #include "server/storage/fault_points.hpp"
-#include "server/storage/group_commit_writer.hpp"
 #include "server/storage/pg_account_store.hpp"
 #include "server/storage/pg_reader_pool.hpp"
 #include "server/storage/redis_commit_bus.hpp"
 #include "server/storage/schema.hpp"
+#include "server/storage/sharded_writer.hpp"
 #include "server/storage/thread_name.hpp"
 
 namespace im::server {
@@ -80,7 +80,7 @@ void Server::start() {
   // Commits wake long polls here at once and, through Redis, in every other
   // im-server process sharing this database.
   bus_ = std::make_unique<RedisCommitBus>(wopt.redis, *waiters_);
-  writer_ = std::make_unique<GroupCommitWriter>(wopt, *bus_);
+  writer_ = std::make_unique<ShardedWriter>(wopt, config_.pg_writers, *bus_);
 
   ReaderPoolOptions ropt;
   ropt.pg = pg;
@@ -129,7 +129,7 @@ void Server::start() {
   nlimits.max_connections_per_address = config_.max_connections_per_ip;
   // Every connection is a descriptor: make room, and say so if there is not enough.
   const FdLimit fds = raise_fd_limit();
-  const std::uint64_t reserved = 64 + 2ull * config_.pg_pool + config_.threads;
+  const std::uint64_t reserved = 64 + 2ull * (config_.pg_pool + config_.pg_writers) + config_.threads;
   log->info("open-file limit {} (hard {}{})", fds.soft, fds.hard, fds.raised ? ", raised" : "");
   if (fds.soft < config_.max_connections + reserved) {
     log->warn("--max-connections {} needs about {} open files but the limit is {}: accept fails "

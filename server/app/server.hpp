@@ -19,7 +19,7 @@
 
 namespace im::server {
 
-class GroupCommitWriter;
+class ShardedWriter;
 class PgReaderPool;
 class PgAccountStore;
 class Waiters;
@@ -44,7 +44,7 @@ class Server {
 
   std::uint16_t port() const;
   const Config& config() const { return config_; }
-  GroupCommitWriter& writer() { return *writer_; }
+  ShardedWriter& writer() { return *writer_; }
   PgReaderPool& reader() { return *reader_; }
   /// Long polls waiting now (for tests and diagnostics).
   std::size_t long_polls() const;
@@ -53,7 +53,7 @@ class Server {
   Config config_;
   std::unique_ptr<Waiters> waiters_;
   std::unique_ptr<RedisCommitBus> bus_;
-  std::unique_ptr<GroupCommitWriter> writer_;
+  std::unique_ptr<ShardedWriter> writer_;
   std::unique_ptr<PgReaderPool> reader_;
   std::unique_ptr<PgAccountStore> accounts_;
   std::unique_ptr<Service> service_;

@@ -91,10 +91,12 @@ GroupCommitWriter::~GroupCommitWriter() { stop(); }
 
 void GroupCommitWriter::start() {
   thread_ = std::thread([this] {
-    name_this_thread("im-writer");
+    name_this_thread(options_.name);
     run();
   });
 }
+
+void GroupCommitWriter::close() { queue_.close(); }
 
 void GroupCommitWriter::stop() {
   queue_.close();
@@ -137,7 +139,7 @@ bool GroupCommitWriter::ensure_pg(StoreStatus& status) {
     return false;
   }
   try {
-    pg_ = open_pg_session(options_.pg, "im-server writer");
+    pg_ = open_pg_session(options_.pg, ("im-server " + options_.name).c_str());
     pg_->prepare(kInsertBatch, kInsertBatchSql);
     pg_->prepare(kFindExisting, kFindExistingSql);
     pg_->prepare(kMaxSeq, kMaxSeqSql);
@@ -183,7 +185,7 @@ void GroupCommitWriter::process(std::vector<SendCommand>& batch) {
     batch_retries_.fetch_add(1, std::memory_order_relaxed);
   }
   if (status.code == StoreCode::conflict) {
-    status = {StoreCode::unavailable, "could not allocate inbox seqs; retry later"};
+    status = {StoreCode::unavailable, "batch kept colliding (seqs or locks); retry later"};
   }
   if (!status.ok()) {
     backend_down_.store(status.code == StoreCode::unavailable, std::memory_order_relaxed);
@@ -452,6 +454,14 @@ StoreStatus GroupCommitWriter::write_batch(std::vector<Slot>& slots,
       return classify_pg_exception(std::current_exception());
     }
     return {StoreCode::conflict, "seq collision"};
+  } catch (const pqxx::deadlock_detected& e) {
+    // Two batches inserting the same (sender, client_msg_id) keys in opposite
+    // orders (a key reused for receivers in two lanes or two processes) wait
+    // for each other; PostgreSQL rolls one back. Nothing of it was stored:
+    // abandon its seqs and retry, the other batch's keys are settled by then.
+    spdlog::get("pg")->warn("batch rolled back by a deadlock, retrying: {}", e.what());
+    for (std::size_t i : unique) abandoned_.emplace_back(slots[i].cmd->receiver, slots[i].seq);
+    return {StoreCode::conflict, "deadlock"};
   } catch (...) {
     // The transaction rolled back (or its outcome is unknown): its seqs are
     // abandoned. Tombstoning them later is safe either way: ON CONFLICT DO

@@ -39,6 +39,9 @@
 namespace im::server {
 
 struct GroupCommitOptions {
+  /// The writer thread's name, also its PostgreSQL application_name
+  /// ("im-server im-writer"); lanes of a ShardedWriter get "-0", "-1", ...
+  std::string name = "im-writer";
   PgSessionOptions pg;
   RedisEndpoint redis;
   std::chrono::milliseconds redis_timeout{1000};
@@ -59,7 +62,9 @@ class GroupCommitWriter final : public MessageWriter {
 
   /// Starts the writer thread.
   void start();
-  /// Refuses new sends, commits and acks everything queued, joins the thread.
+  /// Refuses new sends; what is queued is still committed and acked.
+  void close();
+  /// close(), then waits until everything queued is acked and joins the thread.
   void stop();
 
   StoreStatus submit(SendCommand& cmd) override;

@@ -19,6 +19,7 @@
 #include "server/storage/group_commit_writer.hpp"
 #include "server/storage/pg_reader_pool.hpp"
 #include "server/storage/schema.hpp"
+#include "server/storage/sharded_writer.hpp"
 #include "tests/support/test_env.hpp"
 
 using namespace im;
@@ -29,11 +30,13 @@ namespace {
 
 struct Harness {
   Waiters waiters;
-  std::unique_ptr<GroupCommitWriter> writer;
+  std::unique_ptr<ShardedWriter> writer;
   std::unique_ptr<PgReaderPool> reader;
 
   explicit Harness(std::chrono::milliseconds gap_fill = std::chrono::milliseconds(2000),
-                   std::string pg = test::pg_url(), std::string redis = test::redis_url()) {
+                   std::string pg = test::pg_url(), std::string redis = test::redis_url(),
+                   std::size_t lanes = 1,
+                   std::chrono::microseconds batch_delay = std::chrono::microseconds(100)) {
     init_logging("warn");
     {
       pqxx::connection conn(test::pg_url());
@@ -42,8 +45,8 @@ struct Harness {
     GroupCommitOptions w;
     w.pg.url = pg;
     w.redis = parse_redis_url(redis);
-    w.batch_delay = std::chrono::microseconds(100);
-    writer = std::make_unique<GroupCommitWriter>(w, waiters);
+    w.batch_delay = batch_delay;
+    writer = std::make_unique<ShardedWriter>(w, lanes, waiters);
     writer->start();
     ReaderPoolOptions r;
     r.pg.url = pg;
@@ -53,14 +56,25 @@ struct Harness {
     reader->start();
   }
 
-  std::pair<StoreStatus, protocol::SendAckRecord> send(const std::string& from, const std::string& to,
-                                                       std::uint64_t cmid, const std::string& body) {
-    std::promise<std::pair<StoreStatus, protocol::SendAckRecord>> done;
+  using SendResult = std::pair<StoreStatus, protocol::SendAckRecord>;
+
+  /// Submits a send and returns at once; the future holds its outcome.
+  std::future<SendResult> send_async(const std::string& from, const std::string& to,
+                                     std::uint64_t cmid, const std::string& body) {
+    auto done = std::make_shared<std::promise<SendResult>>();
+    std::future<SendResult> result = done->get_future();
     SendCommand cmd{from, to, body, cmid, now_us(), {}};
-    cmd.done = [&](const StoreStatus& s, const protocol::SendAckRecord& a) { done.set_value({s, a}); };
+    cmd.done = [done](const StoreStatus& s, const protocol::SendAckRecord& a) {
+      done->set_value({s, a});
+    };
     const StoreStatus queued = writer->submit(cmd);
-    if (!queued.ok()) return {queued, {}};
-    return done.get_future().get();
+    if (!queued.ok()) done->set_value({queued, {}});
+    return result;
+  }
+
+  SendResult send(const std::string& from, const std::string& to, std::uint64_t cmid,
+                  const std::string& body) {
+    return send_async(from, to, cmid, body).get();
   }
 
   std::pair<StoreStatus, PullPage> pull(const std::string& owner, std::int64_t after,
@@ -329,4 +343,150 @@ TEST_CASE("a pull after the largest cursor is empty, without overflowing", "[int
   CHECK(p.next_after_seq == kMax);
   CHECK_FALSE(p.has_more);
   CHECK_FALSE(p.gap_pending);
+}
+
+// ---- writer lanes and lock conflicts ---------------------------------------
+
+namespace {
+
+/// Holds (sender, client_msg_id) in an open transaction of its own, as a
+/// concurrent writer that has inserted but not committed would.
+struct KeyHolder {
+  pqxx::connection conn{test::pg_url()};
+  pqxx::work tx{conn};
+
+  void hold(const std::string& sender, std::uint64_t cmid) {
+    tx.exec_params(
+        "INSERT INTO messages (sender, receiver, conversation, client_msg_id, body, created_at, seq) "
+        "VALUES ($1, 'nobody', 'held', $2, 'held', now(), 0)",
+        sender, static_cast<std::int64_t>(cmid));
+  }
+};
+
+/// Waits (up to 10 s) until the PostgreSQL session named `application_name`
+/// waits for a lock.
+void wait_for_lock_wait(const std::string& application_name) {
+  pqxx::connection conn(test::pg_url());
+  for (int i = 0; i < 1000; ++i) {
+    pqxx::nontransaction q(conn);
+    const pqxx::result r = q.exec_params(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
+        application_name);
+    if (r[0][0].as<int>() > 0) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  FAIL("the session " << application_name << " never waited for a lock");
+}
+
+/// A receiver name (from `base`) that writer_lane puts in `lane` of `lanes`.
+std::string receiver_in_lane(const std::string& base, std::size_t lane, std::size_t lanes) {
+  for (int i = 0;; ++i) {
+    std::string r = base + "-" + std::to_string(i);
+    if (writer_lane(r, lanes) == lane) return r;
+  }
+}
+
+}  // namespace
+
+TEST_CASE("writer lanes work side by side: a lane stuck on a lock holds up only its own inboxes",
+          "[integration][lanes]") {
+  Harness h(std::chrono::milliseconds(2000), test::pg_url(), test::redis_url(), 2);
+  REQUIRE(h.writer->lanes() == 2);
+  const std::string alice = unique_prefix("alice"), carol = unique_prefix("carol");
+  const std::string r0 = receiver_in_lane(unique_prefix("bob"), 0, 2);
+  const std::string r1 = receiver_in_lane(unique_prefix("dave"), 1, 2);
+
+  KeyHolder other;
+  other.hold(alice, 7);
+  // Lane 0's statement waits for the other transaction's key...
+  auto stuck = h.send_async(alice, r0, 7, "waits for the lock");
+  wait_for_lock_wait("im-server im-writer-0");
+  // ...while lane 1 stores and acks a send to its own receiver. With a single
+  // writer this send would queue behind the stuck batch.
+  auto free = h.send_async(carol, r1, 1, "other lane");
+  // (Well within the writer's 5 s statement timeout, which would free a shared lane.)
+  REQUIRE(free.wait_for(std::chrono::seconds(3)) == std::future_status::ready);
+  const auto [free_status, free_ack] = free.get();
+  CHECK(free_status.ok());
+  CHECK(free_ack.seq == 1);
+  CHECK(stuck.wait_for(std::chrono::milliseconds(0)) == std::future_status::timeout);
+
+  // The other transaction gives the key up: the stuck send is stored after all.
+  other.tx.abort();
+  const auto [status, ack] = stuck.get();
+  CHECK(status.ok());
+  CHECK_FALSE(ack.duplicate);
+  const auto [st, page] = h.pull(r0, 0);
+  REQUIRE(st.ok());
+  REQUIRE(page.messages.size() == 1);
+  CHECK(page.messages[0].body == "waits for the lock");
+}
+
+TEST_CASE("a client_msg_id reused for receivers in two lanes is stored once", "[integration][lanes]") {
+  Harness h(std::chrono::milliseconds(2000), test::pg_url(), test::redis_url(), 2);
+  const std::string alice = unique_prefix("alice");
+  const std::string r0 = receiver_in_lane(unique_prefix("bob"), 0, 2);
+  const std::string r1 = receiver_in_lane(unique_prefix("carol"), 1, 2);
+  constexpr std::uint64_t kKeys = 300;
+  std::vector<std::future<Harness::SendResult>> to_r0, to_r1;
+  for (std::uint64_t k = 1; k <= kKeys; ++k) {
+    to_r0.push_back(h.send_async(alice, r0, k, "to r0"));
+    to_r1.push_back(h.send_async(alice, r1, k, "to r1"));
+  }
+  std::size_t stored_r0 = 0, stored_r1 = 0;
+  for (std::uint64_t k = 0; k < kKeys; ++k) {
+    const auto [s0, a0] = to_r0[k].get();
+    const auto [s1, a1] = to_r1[k].get();
+    // Exactly one of the two is the stored message; the other is told the key
+    // is taken by a different message.
+    INFO("key " << k + 1 << ": " << s0.message << " / " << s1.message);
+    REQUIRE(s0.ok() != s1.ok());
+    const StoreStatus& refused = s0.ok() ? s1 : s0;
+    CHECK(refused.code == StoreCode::conflict);
+    (s0.ok() ? stored_r0 : stored_r1)++;
+  }
+  // Each inbox holds exactly the messages acked to it, gap-free to the reader.
+  const auto [st0, p0] = h.pull(r0, 0, 1000);
+  const auto [st1, p1] = h.pull(r1, 0, 1000);
+  REQUIRE(st0.ok());
+  REQUIRE(st1.ok());
+  CHECK(p0.messages.size() == stored_r0);
+  CHECK(p1.messages.size() == stored_r1);
+  CHECK_FALSE(p0.gap_pending);
+  CHECK_FALSE(p1.gap_pending);
+  pqxx::connection conn(test::pg_url());
+  pqxx::nontransaction q(conn);
+  CHECK(q.exec_params("SELECT count(*) FROM messages WHERE sender = $1", alice)[0][0].as<std::uint64_t>() ==
+        kKeys);
+}
+
+TEST_CASE("a batch rolled back by a deadlock is retried, not failed", "[integration]") {
+  // A long batch delay puts both sends in one batch, inserted in send order.
+  Harness h(std::chrono::milliseconds(2000), test::pg_url(), test::redis_url(), 1,
+            std::chrono::microseconds(200000));
+  const std::string alice = unique_prefix("alice"), bob = unique_prefix("bob");
+  KeyHolder other;
+  other.hold(alice, 2);
+  auto first = h.send_async(alice, bob, 1, "one");   // the batch takes key 1...
+  auto second = h.send_async(alice, bob, 2, "two");  // ...and waits for key 2
+  wait_for_lock_wait("im-server im-writer");
+  // The other transaction now wants key 1: a cycle. PostgreSQL's deadlock
+  // check runs first in the session that has waited longer (the writer's) and
+  // rolls that one back.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const auto retries_before = h.writer->batch_retries();
+  other.hold(alice, 1);
+  // The writer retried: its new attempt waits for this transaction's keys.
+  wait_for_lock_wait("im-server im-writer");
+  CHECK(h.writer->batch_retries() > retries_before);
+  other.tx.abort();
+  const auto [s1, a1] = first.get();
+  const auto [s2, a2] = second.get();
+  CHECK(s1.ok());
+  CHECK(s2.ok());
+  const auto [st, page] = h.pull(bob, 0);
+  REQUIRE(st.ok());
+  REQUIRE(page.messages.size() == 2);
+  CHECK(page.messages[0].body == "one");
+  CHECK(page.messages[1].body == "two");
 }
