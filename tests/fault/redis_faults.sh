@@ -1,11 +1,9 @@
 #!/usr/bin/env bash
 # Redis restarted empty, FLUSHALL mid-load, and Redis paused (SIGSTOP) for 2 s:
 # counters restart below what PostgreSQL holds; no seq repeats, nothing is lost.
-# Two writer lanes (--pg-writers 2): each finds and raises its own inboxes'
-# counters.
 source "$(dirname "$0")/lib.sh"
 start_services
-start_server a --pg-writers 2
+start_server a
 run_load "$(server_endpoints a)"
 step=$(( FAULT_DURATION / 4 ))
 sleep "$step"; log "Redis restarted empty"

@@ -349,11 +349,12 @@ TEST_CASE("a pull after the largest cursor is empty, without overflowing", "[int
 
 namespace {
 
-/// Holds (sender, client_msg_id) in an open transaction of its own, as a
+/// Holds (sender, client_msg_id) keys in an open transaction of its own, as a
 /// concurrent writer that has inserted but not committed would.
 struct KeyHolder {
   pqxx::connection conn{test::pg_url()};
   pqxx::work tx{conn};
+  const int pid = tx.exec("SELECT pg_backend_pid()")[0][0].as<int>();
 
   void hold(const std::string& sender, std::uint64_t cmid) {
     tx.exec_params(
@@ -361,29 +362,35 @@ struct KeyHolder {
         "VALUES ($1, 'nobody', 'held', $2, 'held', now(), 0)",
         sender, static_cast<std::int64_t>(cmid));
   }
-};
 
-/// Waits (up to 10 s) until the PostgreSQL session named `application_name`
-/// waits for a lock.
-void wait_for_lock_wait(const std::string& application_name) {
-  pqxx::connection conn(test::pg_url());
-  for (int i = 0; i < 1000; ++i) {
-    pqxx::nontransaction q(conn);
-    const pqxx::result r = q.exec_params(
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
-        application_name);
-    if (r[0][0].as<int>() > 0) return;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  /// Waits (up to 10 s) until `n` sessions wait for this transaction's locks.
+  void wait_for_blocked(int n) const {
+    pqxx::connection c(test::pg_url());
+    for (int i = 0; i < 1000; ++i) {
+      pqxx::nontransaction q(c);
+      const pqxx::result r = q.exec_params(
+          "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", pid);
+      if (r[0][0].as<int>() >= n) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    FAIL(n << " session(s) never waited for the key holder");
   }
-  FAIL("the session " << application_name << " never waited for a lock");
-}
+};
 
 /// A receiver name (from `base`) that writer_lane puts in `lane` of `lanes`.
 std::string receiver_in_lane(const std::string& base, std::size_t lane, std::size_t lanes) {
-  for (int i = 0;; ++i) {
+  for (int i = 0; i < 10000; ++i) {
     std::string r = base + "-" + std::to_string(i);
     if (writer_lane(r, lanes) == lane) return r;
   }
+  FAIL("no receiver name for lane " << lane);
+  return {};
+}
+
+template <typename T>
+T get_within(std::future<T>& f, std::chrono::seconds limit) {
+  REQUIRE(f.wait_for(limit) == std::future_status::ready);
+  return f.get();
 }
 
 }  // namespace
@@ -400,20 +407,19 @@ TEST_CASE("writer lanes work side by side: a lane stuck on a lock holds up only 
   other.hold(alice, 7);
   // Lane 0's statement waits for the other transaction's key...
   auto stuck = h.send_async(alice, r0, 7, "waits for the lock");
-  wait_for_lock_wait("im-server im-writer-0");
+  other.wait_for_blocked(1);
   // ...while lane 1 stores and acks a send to its own receiver. With a single
-  // writer this send would queue behind the stuck batch.
+  // writer this send would queue behind the stuck batch (until the writer's 5 s
+  // statement timeout failed it).
   auto free = h.send_async(carol, r1, 1, "other lane");
-  // (Well within the writer's 5 s statement timeout, which would free a shared lane.)
-  REQUIRE(free.wait_for(std::chrono::seconds(3)) == std::future_status::ready);
-  const auto [free_status, free_ack] = free.get();
+  const auto [free_status, free_ack] = get_within(free, std::chrono::seconds(3));
   CHECK(free_status.ok());
   CHECK(free_ack.seq == 1);
   CHECK(stuck.wait_for(std::chrono::milliseconds(0)) == std::future_status::timeout);
 
   // The other transaction gives the key up: the stuck send is stored after all.
   other.tx.abort();
-  const auto [status, ack] = stuck.get();
+  const auto [status, ack] = get_within(stuck, std::chrono::seconds(10));
   CHECK(status.ok());
   CHECK_FALSE(ack.duplicate);
   const auto [st, page] = h.pull(r0, 0);
@@ -423,6 +429,8 @@ TEST_CASE("writer lanes work side by side: a lane stuck on a lock holds up only 
 }
 
 TEST_CASE("a client_msg_id reused for receivers in two lanes is stored once", "[integration][lanes]") {
+  // Exactly-once per key does not depend on which lane writes it: concurrent
+  // inserts of one key meet in the (sender, client_msg_id) index.
   Harness h(std::chrono::milliseconds(2000), test::pg_url(), test::redis_url(), 2);
   const std::string alice = unique_prefix("alice");
   const std::string r0 = receiver_in_lane(unique_prefix("bob"), 0, 2);
@@ -435,8 +443,8 @@ TEST_CASE("a client_msg_id reused for receivers in two lanes is stored once", "[
   }
   std::size_t stored_r0 = 0, stored_r1 = 0;
   for (std::uint64_t k = 0; k < kKeys; ++k) {
-    const auto [s0, a0] = to_r0[k].get();
-    const auto [s1, a1] = to_r1[k].get();
+    const auto [s0, a0] = get_within(to_r0[k], std::chrono::seconds(30));
+    const auto [s1, a1] = get_within(to_r1[k], std::chrono::seconds(30));
     // Exactly one of the two is the stored message; the other is told the key
     // is taken by a different message.
     INFO("key " << k + 1 << ": " << s0.message << " / " << s1.message);
@@ -460,33 +468,39 @@ TEST_CASE("a client_msg_id reused for receivers in two lanes is stored once", "[
         kKeys);
 }
 
-TEST_CASE("a batch rolled back by a deadlock is retried, not failed", "[integration]") {
-  // A long batch delay puts both sends in one batch, inserted in send order.
-  Harness h(std::chrono::milliseconds(2000), test::pg_url(), test::redis_url(), 1,
+TEST_CASE("two lanes' batches that deadlock on reused keys: the one rolled back is retried, not failed",
+          "[integration][lanes]") {
+  // A long batch delay puts each lane's three sends in one batch, inserted in
+  // send order. Lane 0 inserts key 1 and waits for gate 10; lane 1 inserts key
+  // 2 and waits for gate 11. When the gates open, lane 0 wants key 2 and lane 1
+  // key 1: a cycle between the two writers, whichever PostgreSQL rolls back.
+  Harness h(std::chrono::milliseconds(2000), test::pg_url(), test::redis_url(), 2,
             std::chrono::microseconds(200000));
-  const std::string alice = unique_prefix("alice"), bob = unique_prefix("bob");
-  KeyHolder other;
-  other.hold(alice, 2);
-  auto first = h.send_async(alice, bob, 1, "one");   // the batch takes key 1...
-  auto second = h.send_async(alice, bob, 2, "two");  // ...and waits for key 2
-  wait_for_lock_wait("im-server im-writer");
-  // The other transaction now wants key 1: a cycle. PostgreSQL's deadlock
-  // check runs first in the session that has waited longer (the writer's) and
-  // rolls that one back.
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const std::string alice = unique_prefix("alice");
+  const std::string r0 = receiver_in_lane(unique_prefix("bob"), 0, 2);
+  const std::string r1 = receiver_in_lane(unique_prefix("carol"), 1, 2);
+  KeyHolder gates;
+  gates.hold(alice, 10);
+  gates.hold(alice, 11);
+  std::vector<std::future<Harness::SendResult>> lane0, lane1;
+  for (std::uint64_t k : {1ull, 10ull, 2ull}) lane0.push_back(h.send_async(alice, r0, k, "to r0"));
+  for (std::uint64_t k : {2ull, 11ull, 1ull}) lane1.push_back(h.send_async(alice, r1, k, "to r1"));
+  gates.wait_for_blocked(2);
   const auto retries_before = h.writer->batch_retries();
-  other.hold(alice, 1);
-  // The writer retried: its new attempt waits for this transaction's keys.
-  wait_for_lock_wait("im-server im-writer");
+  gates.tx.abort();
+
+  std::vector<StoreStatus> s0, s1;
+  for (auto& f : lane0) s0.push_back(get_within(f, std::chrono::seconds(30)).first);
+  for (auto& f : lane1) s1.push_back(get_within(f, std::chrono::seconds(30)).first);
+  // No send failed as unavailable: the rolled-back batch was written again.
+  // Its gate key is stored; its keys 1 and 2 are now the other lane's, so it is
+  // told they are taken by a different message.
+  for (const auto& s : s0) CHECK(s.code != StoreCode::unavailable);
+  for (const auto& s : s1) CHECK(s.code != StoreCode::unavailable);
+  CHECK(s0[1].ok());
+  CHECK(s1[1].ok());
+  CHECK(s0[0].ok() != s1[2].ok());  // key 1
+  CHECK(s0[2].ok() != s1[0].ok());  // key 2
+  CHECK(s0[0].ok() == s0[2].ok());  // one whole batch won both keys
   CHECK(h.writer->batch_retries() > retries_before);
-  other.tx.abort();
-  const auto [s1, a1] = first.get();
-  const auto [s2, a2] = second.get();
-  CHECK(s1.ok());
-  CHECK(s2.ok());
-  const auto [st, page] = h.pull(bob, 0);
-  REQUIRE(st.ok());
-  REQUIRE(page.messages.size() == 2);
-  CHECK(page.messages[0].body == "one");
-  CHECK(page.messages[1].body == "two");
 }
