@@ -5,8 +5,8 @@
 // One writer's cycle is serial: allocate the batch's seqs in Redis, run its
 // statement, wait for the WAL flush, hand out the acks. While it waits for
 // the flush its PostgreSQL backend idles, and a single backend uses at most one
-// core. With N lanes, N batches are in PostgreSQL at once and their WAL
-// flushes share one fsync when they coincide.
+// core. With N lanes, N batches are in PostgreSQL at once. (On a machine with
+// few cores this trades latency for throughput: see README "Writer lanes".)
 //
 // Every send to one receiver goes to the same lane, in submit order, so what
 // the single writer guarantees per inbox holds per lane unchanged: the inbox's
