@@ -99,7 +99,7 @@ void GroupCommitWriter::start() {
 void GroupCommitWriter::close() { queue_.close(); }
 
 void GroupCommitWriter::stop() {
-  queue_.close();
+  close();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -458,7 +458,8 @@ StoreStatus GroupCommitWriter::write_batch(std::vector<Slot>& slots,
     // Two batches inserting the same (sender, client_msg_id) keys in opposite
     // orders (a key reused for receivers in two lanes or two processes) wait
     // for each other; PostgreSQL rolls one back. Nothing of it was stored:
-    // abandon its seqs and retry, the other batch's keys are settled by then.
+    // abandon its seqs and write it again (the new attempt waits for the other
+    // batch's keys like any insert, then finds them taken or free).
     spdlog::get("pg")->warn("batch rolled back by a deadlock, retrying: {}", e.what());
     for (std::size_t i : unique) abandoned_.emplace_back(slots[i].cmd->receiver, slots[i].seq);
     return {StoreCode::conflict, "deadlock"};
