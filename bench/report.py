@@ -126,6 +126,7 @@ rows = [
      met((med["cpu_us_per_msg"] or 1e9) <= 10)),
     ("2b. (2) with two writer lanes, --pg-writers 2 (msgs/s)", "lanes2_msgs_per_s",
      f"ratio to (1) {fmt(ratios['lanes2_over_raw'])}; {fmt(ratios['lanes2_over_one'])} × (2)", ""),
+    ("    im-server CPU per acked message (µs)", "lanes2_cpu_us_per_msg", "", ""),
     (f"4b. two lanes, open loop at {fmt(med['lanes2_open_rate'])}/s: send→ack p99 (ms)",
      "lanes2_open_ack_p99_ms", f"p50 {fmt(med['lanes2_open_ack_p50_ms'])}", ""),
     ("    send→delivered p99 (ms)", "lanes2_open_delivered_p99_ms", "", ""),
