@@ -20,9 +20,9 @@
 //   says so, as it did for several processes);
 // - a client_msg_id reused for two receivers in two lanes meets itself in the
 //   (sender, client_msg_id) unique index: one insert waits for the other's
-//   commit and then resolves as a duplicate, exactly as across two processes
-//   (and a lock cycle between two such batches is retried, see
-//   GroupCommitWriter).
+//   commit, and the later send is told the key is taken by a different
+//   message (conflict), exactly as across two processes (a lock cycle between
+//   two such batches is retried, see GroupCommitWriter).
 //
 // Thread-safety: submit() from any thread; start()/stop() from one thread.
 

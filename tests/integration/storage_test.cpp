@@ -21,9 +21,11 @@
 #include "server/storage/schema.hpp"
 #include "server/storage/sharded_writer.hpp"
 #include "tests/support/test_env.hpp"
+#include "tests/support/writer_lanes.hpp"
 
 using namespace im;
 using namespace im::server;
+using im::test::receiver_in_lane;
 using im::test::unique_prefix;
 
 namespace {
@@ -376,16 +378,6 @@ struct KeyHolder {
     FAIL(n << " session(s) never waited for the key holder");
   }
 };
-
-/// A receiver name (from `base`) that writer_lane puts in `lane` of `lanes`.
-std::string receiver_in_lane(const std::string& base, std::size_t lane, std::size_t lanes) {
-  for (int i = 0; i < 10000; ++i) {
-    std::string r = base + "-" + std::to_string(i);
-    if (writer_lane(r, lanes) == lane) return r;
-  }
-  FAIL("no receiver name for lane " << lane);
-  return {};
-}
 
 template <typename T>
 T get_within(std::future<T>& f, std::chrono::seconds limit) {

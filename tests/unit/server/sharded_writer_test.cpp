@@ -8,8 +8,10 @@
 
 #include "server/service/waiters.hpp"
 #include "server/storage/sharded_writer.hpp"
+#include "tests/support/writer_lanes.hpp"
 
 using im::server::writer_lane;
+using im::test::receiver_in_lane;
 
 TEST_CASE("writer_lane keeps a receiver in one lane and spreads receivers evenly", "[unit][lanes]") {
   std::vector<int> per_lane(4);
@@ -51,14 +53,6 @@ int fill(im::server::ShardedWriter& writer, const std::string& receiver) {
   return -1;
 }
 
-/// A receiver name that writer_lane puts in `lane` of `lanes`.
-std::string in_lane(std::size_t lane, std::size_t lanes) {
-  for (int i = 0;; ++i) {
-    std::string r = "user" + std::to_string(i);
-    if (writer_lane(r, lanes) == lane) return r;
-  }
-}
-
 }  // namespace
 
 TEST_CASE("each lane queues its share of the queue capacity, at least one batch", "[unit][lanes]") {
@@ -68,18 +62,18 @@ TEST_CASE("each lane queues its share of the queue capacity, at least one batch"
   SECTION("10 over 2 lanes: 5 each, and a full lane does not refuse the other's sends") {
     options.queue_capacity = 10;
     im::server::ShardedWriter writer(options, 2, waiters);
-    CHECK(fill(writer, in_lane(0, 2)) == 5);
-    CHECK(fill(writer, in_lane(1, 2)) == 5);
+    CHECK(fill(writer, receiver_in_lane("user", 0, 2)) == 5);
+    CHECK(fill(writer, receiver_in_lane("user", 1, 2)) == 5);
   }
   SECTION("rounded up: 10 over 3 lanes is 4 each") {
     options.queue_capacity = 10;
     im::server::ShardedWriter writer(options, 3, waiters);
-    for (std::size_t lane = 0; lane < 3; ++lane) CHECK(fill(writer, in_lane(lane, 3)) == 4);
+    for (std::size_t lane = 0; lane < 3; ++lane) CHECK(fill(writer, receiver_in_lane("user", lane, 3)) == 4);
   }
   SECTION("never below batch_max: 3 over 4 lanes is 2 each") {
     options.queue_capacity = 3;
     im::server::ShardedWriter writer(options, 4, waiters);
-    for (std::size_t lane = 0; lane < 4; ++lane) CHECK(fill(writer, in_lane(lane, 4)) == 2);
+    for (std::size_t lane = 0; lane < 4; ++lane) CHECK(fill(writer, receiver_in_lane("user", lane, 4)) == 2);
   }
   SECTION("one lane is the whole queue") {
     options.queue_capacity = 10;
