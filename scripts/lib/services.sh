@@ -21,11 +21,17 @@ IM_PG_BIN=${IM_PG_BIN:-/usr/lib/postgresql/15/bin}
 
 im__log() { echo "services: $*" >&2; }
 
-# A TCP port nothing listens on, from the ephemeral range.
+# A TCP port nothing listens on, below the kernel's ephemeral range: a port in
+# that range can be taken, between this check and the bind, as the local port of
+# an outgoing connection (im-server connects to PostgreSQL and Redis before it
+# listens), and the bind then fails with "Address already in use".
 im_free_port() {
-  local port
+  local port low=32768 span
+  read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+  span=$(( low - 10000 ))
+  [ "$span" -ge 2000 ] || { low=60000; span=20000; }  # an unusual range: fall back to 40000-59999
   for _ in $(seq 200); do
-    port=$(( (RANDOM << 1 | RANDOM & 1) % 20000 + 20000 ))
+    port=$(( (RANDOM << 1 | RANDOM & 1) % span + low - span ))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       echo "$port"
       return 0
