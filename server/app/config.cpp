@@ -75,6 +75,11 @@ void validate(Config& c) {
   require(c.handshake_timeout_ms <= 3600000, "--handshake-timeout-ms must be 0-3600000");
   require(c.frame_timeout_ms <= 3600000, "--frame-timeout-ms must be 0-3600000");
   require(c.idle_timeout_ms <= 86400000, "--idle-timeout-ms must be 0-86400000");
+  require(c.write_timeout_ms <= 3600000, "--write-timeout-ms must be 0-3600000");
+  require(c.max_reads_per_connection >= 1 && c.max_reads_per_connection <= 1024,
+          "--max-reads-per-connection must be 1-1024");
+  require(c.max_response_bytes == 0 || c.max_response_bytes >= 2ull * c.max_frame_bytes,
+          "--max-response-bytes must be 0 (no ceiling) or at least twice --max-frame-bytes");
   require(std::isfinite(c.send_rate) && c.send_rate >= 0 && c.send_rate <= 10000000,
           "--send-rate must be 0-10000000 messages/s (0: unlimited)");
   require(c.send_burst >= 1 && c.send_burst <= 10000000, "--send-burst must be 1-10000000");
@@ -110,13 +115,15 @@ std::string describe(const Config& c) {
       "listen={} pg_url={} redis_url={} threads={} batch_max={} batch_delay_us={} pg_writers={} "
       "queue_capacity={} max_frame_bytes={} max_body_bytes={} max_pull_limit={} max_wait_ms={} "
       "gap_fill_ms={} pg_pool={} drain_timeout_ms={} max_connections={} max_connections_per_ip={} "
-      "handshake_timeout_ms={} frame_timeout_ms={} idle_timeout_ms={} send_rate={} send_burst={} "
+      "handshake_timeout_ms={} frame_timeout_ms={} idle_timeout_ms={} write_timeout_ms={} "
+      "max_reads_per_connection={} max_response_bytes={} send_rate={} send_burst={} "
       "auth={}{} registration={} login_token_ttl={} auth_threads={} log_level={}",
       c.listen, mask_url_password(c.pg_url), mask_url_password(c.redis_url), c.threads,
       c.batch_max, c.batch_delay_us, c.pg_writers, c.queue_capacity, c.max_frame_bytes, c.max_body_bytes,
       c.max_pull_limit, c.max_wait_ms, c.gap_fill_ms, c.pg_pool, c.drain_timeout_ms,
       c.max_connections, c.max_connections_per_ip, c.handshake_timeout_ms, c.frame_timeout_ms,
-      c.idle_timeout_ms, c.send_rate, c.send_burst, c.auth,
+      c.idle_timeout_ms, c.write_timeout_ms, c.max_reads_per_connection, c.max_response_bytes,
+      c.send_rate, c.send_burst, c.auth,
       c.keys ? fmt::format(" ({} key(s), signing with '{}')", c.keys->keys().size(),
                            c.keys->signing_key().id)
              : std::string(),
@@ -165,6 +172,15 @@ ParseResult parse_config(int argc, char** argv, Config& c) {
   opt("--idle-timeout-ms", c.idle_timeout_ms, "IM_IDLE_TIMEOUT_MS",
       "a connection that sends no frame this long while no request of it is pending gets "
       "Error{protocol_error} and is closed; clients keep alive with Ping (0: never)");
+  opt("--write-timeout-ms", c.write_timeout_ms, "IM_WRITE_TIMEOUT_MS",
+      "a connection whose client takes none of its queued responses (a write of at most 1 MiB "
+      "or one frame) this long is reset (0: never)");
+  opt("--max-reads-per-connection", c.max_reads_per_connection, "IM_MAX_READS_PER_CONNECTION",
+      "Pull/History queries running at once per connection; more wait, as do reads whose "
+      "worst-case page does not fit beside the connection's queued responses (16 MiB)");
+  opt("--max-response-bytes", c.max_response_bytes, "IM_MAX_RESPONSE_BYTES",
+      "bytes of responses being built (worst case) or queued, all connections together; beyond "
+      "it a Pull or History gets Error{busy} with retry_after_ms (0: no ceiling)");
   opt("--send-rate", c.send_rate, "IM_SEND_RATE",
       "per-user send rate limit, messages/s sustained (token bucket; 0: unlimited); over it a "
       "Send gets Error{rate_limited} with retry_after_ms and is not stored");

@@ -33,6 +33,11 @@ struct Config {
   std::uint32_t handshake_timeout_ms = 10000;
   std::uint32_t frame_timeout_ms = 10000;
   std::uint32_t idle_timeout_ms = 300000;
+  std::uint32_t write_timeout_ms = 60000;
+  // Memory for reads: per connection, reads at once; in all, bytes of
+  // responses being built or queued (see server/service/read_gate.hpp).
+  std::uint32_t max_reads_per_connection = 8;
+  std::uint64_t max_response_bytes = 256u << 20;
   // Per-user send rate limit (token bucket): messages/s sustained (0: off) and burst.
   double send_rate = 10000;
   std::uint32_t send_burst = 20000;

@@ -97,6 +97,9 @@ void Server::start() {
   limits.send_rate = config_.send_rate;
   limits.send_burst = config_.send_burst;
   limits.idle_timeout_ms = config_.idle_timeout_ms;
+  limits.max_page_bytes = config_.max_frame_bytes;
+  limits.max_reads_per_connection = config_.max_reads_per_connection;
+  limits.max_response_bytes = static_cast<std::size_t>(config_.max_response_bytes);
   ServiceAuth auth;
   if (config_.keys) {
     AccountStoreOptions aopt;
@@ -125,6 +128,7 @@ void Server::start() {
   nlimits.session.handshake_timeout = std::chrono::milliseconds(config_.handshake_timeout_ms);
   nlimits.session.frame_timeout = std::chrono::milliseconds(config_.frame_timeout_ms);
   nlimits.session.idle_timeout = std::chrono::milliseconds(config_.idle_timeout_ms);
+  nlimits.session.write_timeout = std::chrono::milliseconds(config_.write_timeout_ms);
   nlimits.max_connections = config_.max_connections;
   nlimits.max_connections_per_address = config_.max_connections_per_ip;
   // Every connection is a descriptor: make room, and say so if there is not enough.
@@ -194,6 +198,12 @@ void Server::stop() {
             "by a query; {} long poll(s) waited without a first query",
             writer_->batches_committed(), waiters_->answered_from_commit(),
             waiters_->answered_from_query(), waiters_->quiet_starts());
+  auto& gate = service_->read_gate();
+  log->info("stopped: reads: {} waited for their connection's room, {} dropped with their "
+            "connection, {} cancelled unrun in the pool; response bytes peaked at {} (ceiling {}), "
+            "{} read(s) refused busy",
+            gate.waited(), gate.dropped(), reader_->reads_cancelled(), gate.budget().peak(),
+            gate.budget().capacity(), gate.budget().refusals());
 }
 
 }  // namespace im::server

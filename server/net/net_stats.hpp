@@ -16,6 +16,7 @@ struct NetStats {
   LogThrottle handshake_timeouts;     // no successful Hello in time
   LogThrottle frame_timeouts;         // a started frame did not arrive whole in time
   LogThrottle idle_timeouts;          // no frame for too long
+  LogThrottle write_timeouts;         // the client took no write for too long (not reading)
   LogThrottle tls_handshake_failures; // TLS handshake failed (not TLS, old version, bad record)
   LogThrottle accept_errors;          // accept() failed (EMFILE: out of descriptors, ...)
 };

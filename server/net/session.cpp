@@ -270,6 +270,7 @@ void Session::enqueue(protocol::OutFrame frame, bool is_response) {
   }
   if (closed_) return;
   queued_bytes_ += frame.size();
+  service_.response_budget().add(frame.size());
   queue_.push_back(std::move(frame));
   if (queued_bytes_ > limits_.max_queued_bytes) {
     spdlog::get("net")->warn("[s{}] user={} not reading: {} bytes queued, disconnecting", id_, user,
@@ -297,11 +298,11 @@ void Session::start_write() {
   if (queue_empty()) return maybe_close_drained();
   // Gather everything queued into one write.
   std::size_t bytes = 0;
-  while (!queue_empty() && write_buffers_.size() < 256 && bytes < kMaxTlsGather) {
+  const std::size_t max_bytes = transport_.is_tls() ? kMaxTlsGather : kMaxWriteGather;
+  while (!queue_empty() && write_buffers_.size() < 256 && bytes < max_bytes) {
     writing_.push_back(std::move(queue_[queue_head_++]));
     write_buffers_.emplace_back(writing_.back().data(), writing_.back().size());
-    // Plain TCP takes any number of bytes in one writev: only TLS is capped.
-    if (transport_.is_tls()) bytes += writing_.back().size();
+    bytes += writing_.back().size();
   }
   if (queue_empty()) {
     queue_.clear();
@@ -325,6 +326,8 @@ void Session::start_write() {
     write_buffers_.assign(1, asio::buffer(tls_out_));
   }
   writing_now_ = true;
+  write_started_ = Clock::now();
+  if (limits_.write_timeout.count() > 0) wake_watchdog_by(write_started_ + limits_.write_timeout);
   asio::async_write(transport_, write_buffers_,
                     [self = shared_from_this()](const std::error_code& ec, std::size_t n) {
                       self->on_written(ec, n);
@@ -333,12 +336,16 @@ void Session::start_write() {
 
 void Session::on_written(const std::error_code& ec, std::size_t bytes) {
   writing_now_ = false;
-  queued_bytes_ -= bytes <= queued_bytes_ ? bytes : queued_bytes_;
+  const std::size_t taken = bytes <= queued_bytes_ ? bytes : queued_bytes_;
+  queued_bytes_ -= taken;
+  service_.response_budget().release(taken);
   writing_.clear();
   write_buffers_.clear();
   if (tls_out_.capacity() > 4 * kMaxTlsGather) std::vector<std::uint8_t>().swap(tls_out_);
   if (ec) return close();  // no close_notify after a failed write
   if (closed_) return;
+  // The client read: reads waiting for room in its budget may go.
+  service_.read_gate().pump(*this);
   if (!queue_empty()) return start_write();
   // Idle again: a burst's buffers are not kept.
   if (writing_.capacity() > 16) {
@@ -396,6 +403,23 @@ Session::Clock::time_point Session::check_deadlines(Clock::time_point now) {
     }
     next = std::min(next, frame_deadline_);
   }
+  if (writing_now_ && limits_.write_timeout.count() > 0) {
+    const auto at = write_started_ + limits_.write_timeout;
+    if (now >= at) {
+      if (const auto n = stats_.write_timeouts.note()) {
+        spdlog::get("net")->warn(
+            "[s{}] user={} write timeout: the client took no write of its {} queued bytes within "
+            "{} ms; resetting ({} such since the last line, {} in all)",
+            id_, user, queued_bytes_, limits_.write_timeout.count(), n,
+            stats_.write_timeouts.total());
+      }
+      std::error_code ignored;
+      transport_.socket().set_option(asio::socket_base::linger(true, 0), ignored);
+      close();
+      return Clock::time_point::max();
+    }
+    next = std::min(next, at);
+  }
   if (limits_.idle_timeout.count() > 0) {
     if (inflight_ > 0) {
       // Not idle while a request (e.g. a long poll) is pending; look again
@@ -443,7 +467,16 @@ void Session::close(bool graceful) {
   closed_ = true;
   closing = true;
   reading_ = false;
-  end_waits();  // long polls let go of this session now, not at their deadline
+  // Reads waiting for room are dropped, running ones cancelled; then long
+  // polls let go of this session now, not at their deadline.
+  service_.connection_closed(*this);
+  end_waits();
+  // What was queued for the client will never be written: freed now, not when
+  // the last handler lets go of the session.
+  service_.response_budget().release(queued_bytes_);
+  queued_bytes_ = 0;
+  std::vector<protocol::OutFrame>().swap(queue_);
+  queue_head_ = 0;
   if (graceful) {
     transport_.close_gracefully(kCloseLinger, shared_from_this());
   } else {

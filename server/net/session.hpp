@@ -26,7 +26,11 @@
 //  - frame: once a frame's first byte has arrived, the whole frame within
 //    frame_timeout (slowloris);
 //  - idle: some frame within idle_timeout of the previous one, counted only
-//    while no request of the client is pending (a long poll is not idle).
+//    while no request of the client is pending (a long poll is not idle);
+//  - write: a write (at most kMaxWriteGather bytes, or one frame) completes
+//    within write_timeout: a client that stops reading while responses are
+//    queued for it is reset (there is no channel left for an Error), and what
+//    was queued and reserved for it is freed.
 // On expiry the client gets one Error{protocol_error} (request id 0) and the
 // connection closes once it is written, or after kCloseLinger at the latest.
 //
@@ -67,6 +71,7 @@ struct SessionLimits {
   std::chrono::milliseconds handshake_timeout{10000};  // 0: none
   std::chrono::milliseconds frame_timeout{10000};      // 0: none
   std::chrono::milliseconds idle_timeout{300000};      // 0: none
+  std::chrono::milliseconds write_timeout{60000};      // 0: none
 };
 
 class Session final : public Connection, public std::enable_shared_from_this<Session> {
@@ -79,6 +84,9 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   static constexpr std::chrono::milliseconds kCloseLinger{1000};
   /// TLS: most bytes gathered into one write (a few records' worth).
   static constexpr std::size_t kMaxTlsGather = 64 * 1024;
+  /// Most bytes gathered into one write on plain TCP (at least one frame), so
+  /// that the write deadline measures a client's reading pace.
+  static constexpr std::size_t kMaxWriteGather = 1u << 20;
   /// Plain TCP: bytes read at a time, into the I/O thread's buffer.
   static constexpr std::size_t kReadBytes = 64 * 1024;
   /// TLS: bytes read at a time, into the session's buffer (one TLS record).
@@ -97,6 +105,9 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   void shutdown();
 
   void respond(protocol::OutFrame frame) override;
+  void respond_now(protocol::OutFrame frame) override { enqueue(std::move(frame), true); }
+  std::size_t queued_bytes() const override { return queued_bytes_; }
+  std::size_t outgoing_budget() const override { return limits_.max_queued_bytes; }
   void fail(protocol::OutFrame frame) override;
   asio::any_io_executor executor() override { return executor_; }
   std::uint64_t id() const override { return id_; }
@@ -164,6 +175,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   Clock::time_point watchdog_at_ = Clock::time_point::max();  // when the watchdog wakes
   Clock::time_point handshake_deadline_ = Clock::time_point::max();
   Clock::time_point frame_deadline_ = Clock::time_point::max();  // max: no frame in progress
+  Clock::time_point write_started_;  // when the write in progress began
   Clock::time_point close_by_ = Clock::time_point::max();  // after fail(): closed by then
   Clock::time_point last_activity_;  // last frame received, or last response to a pending request
   bool tls_handshaking_ = false;  // the TLS handshake has not completed yet

@@ -9,6 +9,7 @@
 //
 // Thread-safety: immutable once built; readable from any thread.
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -51,12 +52,14 @@ struct CommitPage {
 /// The answer to a pull (after_seq, limit) on `inbox` of `batch` when the batch
 /// alone settles it: the cursor is exactly one below the inbox's committed run,
 /// so the run is the unbroken sequence after the cursor. Takes messages up to
-/// `limit` the way the query does (tombstones advance the cursor without
-/// counting; has_more when the run goes on past the page). Otherwise (run
+/// `limit` and `max_bytes` (0: no cap; see protocol::PageFill) the way the
+/// query does (tombstones advance the cursor without counting; has_more when
+/// the run goes on past the page). Otherwise (run
 /// unknown, cursor behind it - a gap another writer holds - or inside/ahead of
 /// it, limit 0) nullopt: the caller must query PostgreSQL.
 std::optional<CommitPage> page_from_commit(const CommittedBatch& batch,
                                            const CommittedBatch::Inbox& inbox,
-                                           std::int64_t after_seq, std::uint32_t limit);
+                                           std::int64_t after_seq, std::uint32_t limit,
+                                           std::size_t max_bytes = 0);
 
 }  // namespace im::server

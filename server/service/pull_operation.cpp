@@ -1,8 +1,12 @@
 #include "server/service/pull_operation.hpp"
 
+#include <algorithm>
+#include <utility>
+
 #include <asio/post.hpp>
 
 #include "protocol/frames.hpp"
+#include "protocol/page_size.hpp"
 #include "server/service/service.hpp"
 
 namespace im::server {
@@ -53,8 +57,27 @@ void PullOperation::query() {
   woken_ = false;
   woken_batch_.reset();
   known_.reset();
+  // The page's worst case is reserved before PostgreSQL is asked (ReadGate);
+  // the query may wait here for the client to read what it was sent.
+  const auto& limits = service_.limits();
+  const std::size_t worst =
+      protocol::worst_page_bytes(query_.limit, limits.max_body_bytes, limits.max_page_bytes);
+  auto self = shared_from_this();
+  service_.read_gate().submit(
+      *conn_, worst, [self, worst] { self->send_query(worst); },
+      [self] {
+        self->on_result({StoreCode::busy, "the server's memory for responses is in use "
+                                          "(--max-response-bytes); retry later"},
+                        PullPage{});
+      });
+}
+
+void PullOperation::send_query(std::size_t reserved) {
+  reserved_ = reserved;
   // Read while registered: the inbox stays tracked, so the count is comparable.
   if (ticket_) query_notified_ = service_.waiters().notified(query_.owner);
+  query_.max_bytes = service_.limits().max_page_bytes;
+  if (!query_.cancelled) query_.cancelled = service_.read_gate().cancel_token(*conn_);
   auto self = shared_from_this();
   service_.reader().pull(query_, [self](const StoreStatus& status, PullPage&& page) {
     auto ex = self->conn_->executor();
@@ -64,8 +87,31 @@ void PullOperation::query() {
   });
 }
 
+bool PullOperation::may_wait() const {
+  return std::chrono::steady_clock::now() < deadline_ && !service_.shutting_down() &&
+         !conn_->closing;
+}
+
 void PullOperation::on_result(const StoreStatus& status, PullPage&& page) {
+  // The reservation goes back once the answer (if any) is queued, so that
+  // nothing else starts in between: then the connection's waiting reads may go.
+  struct Release {
+    PullOperation& op;
+    std::size_t bytes;
+    ~Release() {
+      if (bytes == 0) return;
+      op.service_.read_gate().release(*op.conn_, bytes);
+      op.service_.read_gate().pump(*op.conn_);
+    }
+  } release{*this, std::exchange(reserved_, 0)};
   if (state_ == State::done) return;
+  if (conn_->closed) {
+    // Nobody would receive it: the page is freed unencoded.
+    state_ = State::done;
+    if (ticket_) service_.waiters().remove(query_.owner, ticket_);
+    timer_.cancel();
+    return;
+  }
   if (!status.ok()) {
     state_ = State::done;
     if (ticket_) service_.waiters().remove(query_.owner, ticket_);
@@ -89,7 +135,21 @@ void PullOperation::on_result(const StoreStatus& status, PullPage&& page) {
     if (answer_from(batch, woken_inbox_, after_batch)) return;
   }
   const auto now = std::chrono::steady_clock::now();
-  if (!nothing || now >= deadline_ || service_.shutting_down() || conn_->closing) {
+  if (page.messages.empty() && !nothing && may_wait()) {
+    // Only tombstones past the cursor (seqs of resends, or of failed writes):
+    // a long poll is not answered with nothing. Its cursor moves past them and
+    // it waits on for a message (the answer at the deadline carries the moved
+    // cursor).
+    query_.after_seq = page.next_after_seq;
+    if (page.has_more || woken_) return query();
+    state_ = State::waiting;
+    known_ = complete;
+    return arm_timer(page.gap_pending
+                         ? std::min(deadline_, now + std::chrono::milliseconds(
+                                                         service_.limits().gap_recheck_ms))
+                         : deadline_);
+  }
+  if (!nothing || !may_wait()) {
     return finish(page.messages, page.next_after_seq, page.has_more, false, complete);
   }
   if (woken_) return query();
@@ -129,9 +189,21 @@ void PullOperation::on_wake(std::shared_ptr<const CommittedBatch> batch, std::si
 
 bool PullOperation::answer_from(const std::shared_ptr<const CommittedBatch>& batch,
                                 std::size_t inbox, std::optional<std::uint64_t> complete) {
-  const auto page = page_from_commit(*batch, batch->inboxes[inbox], query_.after_seq, query_.limit);
+  const auto page = page_from_commit(*batch, batch->inboxes[inbox], query_.after_seq, query_.limit,
+                                     service_.limits().max_page_bytes);
   if (!page) return false;
   if (page->has_more) complete.reset();  // the rest of the run is past the answer
+  if (page->messages.empty() && may_wait()) {
+    // The commit wrote only tombstones (resends) to this inbox: past them,
+    // wait on for a message, as on_result does.
+    query_.after_seq = page->next_after_seq;
+    known_ = complete;
+    if (state_ != State::waiting) {
+      state_ = State::waiting;
+      arm_timer(deadline_);
+    }
+    return true;
+  }
   // The batch is committed, and its run starts at the cursor: exactly what a
   // query would return first. finish() encodes before `batch` can go away.
   finish(page->messages, page->next_after_seq, page->has_more, true, complete);
@@ -139,8 +211,16 @@ bool PullOperation::answer_from(const std::shared_ptr<const CommittedBatch>& bat
 }
 
 void PullOperation::end_wait() {
-  // A query in flight finishes by itself: on_result sees conn_->closing.
-  if (state_ == State::waiting) finish({}, query_.after_seq, false, false, std::nullopt);
+  if (state_ == State::waiting) return finish({}, query_.after_seq, false, false, std::nullopt);
+  if (state_ == State::querying && conn_->closed) {
+    // Its query waits in the ReadGate (dropped with the connection) or runs
+    // (on_result frees the page): either way it is over.
+    state_ = State::done;
+    if (ticket_) service_.waiters().remove(query_.owner, ticket_);
+    ++timer_generation_;
+    timer_.cancel();
+  }
+  // Otherwise a query in flight finishes by itself: on_result sees conn_->closing.
 }
 
 void PullOperation::arm_timer(std::chrono::steady_clock::time_point at) {
@@ -167,7 +247,9 @@ void PullOperation::finish(std::span<const protocol::MessageRecord> messages,
   }
   ++timer_generation_;
   timer_.cancel();
-  conn_->respond(protocol::encode_pull_result(request_id_, messages, next_after_seq, has_more));
+  if (!conn_->closed) {
+    conn_->respond_now(protocol::encode_pull_result(request_id_, messages, next_after_seq, has_more));
+  }
   woken_batch_.reset();  // after encoding: `messages` may point into it
 }
 

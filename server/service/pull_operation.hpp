@@ -41,7 +41,11 @@ class PullOperation final : public PendingWait,
 
  private:
   enum class State { querying, waiting, done };
+  /// Asks for the query's room (ReadGate); send_query runs once it has it.
   void query();
+  void send_query(std::size_t reserved);
+  /// The deadline has not passed, and neither shutdown nor the connection's end stops a wait.
+  bool may_wait() const;
   void on_result(const StoreStatus& status, PullPage&& page);
   void on_wake(std::shared_ptr<const CommittedBatch> batch, std::size_t inbox,
                std::uint64_t notified);
@@ -77,6 +81,7 @@ class PullOperation final : public PendingWait,
   // While waiting: nothing past the cursor as of this notification count, if known.
   std::optional<std::uint64_t> known_;
   std::uint64_t timer_generation_ = 0;
+  std::size_t reserved_ = 0;  // bytes the running query holds in the ReadGate
 };
 
 }  // namespace im::server

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "protocol/page_size.hpp"
 #include "protocol/validate.hpp"
 #include "server/auth/password.hpp"
 #include "server/service/pull_operation.hpp"
@@ -54,7 +55,9 @@ Service::Service(ServiceLimits limits, MessageWriter& writer, MessageReader& rea
       server_name_(std::move(server_name)),
       auth_(auth),
       send_limiter_(RateLimiter::Options{limits.send_rate, limits.send_burst}),
-      attempt_limiter_(RateLimiter::Options{auth.attempt_rate, auth.attempt_burst}) {}
+      attempt_limiter_(RateLimiter::Options{auth.attempt_rate, auth.attempt_burst}),
+      responses_(limits.max_response_bytes),
+      reads_(limits.max_reads_per_connection, responses_) {}
 
 void Service::begin_shutdown() {
   shutting_down_.store(true);
@@ -243,13 +246,35 @@ void Service::on_history(const std::shared_ptr<Connection>& conn, std::uint64_t 
   q.cursor = m.cursor();
   q.reverse = m.reverse();
   q.limit = m.limit() == 0 ? limits_.default_pull_limit : std::min(m.limit(), limits_.max_pull_limit);
-  reader_.history(std::move(q), [conn, rid](const StoreStatus& status, HistoryPage&& page) {
-    if (!status.ok()) {
-      return conn->respond(encode_error(rid, to_error_code(status.code), status.message,
-                                        retry_hint_ms(status.code)));
-    }
-    conn->respond(protocol::encode_history_result(rid, page.messages, page.next_cursor,
-                                                  page.has_more));
+  q.max_bytes = limits_.max_page_bytes;
+  q.cancelled = reads_.cancel_token(*conn);
+  // The page's worst case is reserved before PostgreSQL is asked (ReadGate).
+  const std::size_t worst =
+      protocol::worst_page_bytes(q.limit, limits_.max_body_bytes, limits_.max_page_bytes);
+  auto start = [this, conn, rid, worst, q = std::move(q)] {
+    reader_.history(q, [this, conn, rid, worst](const StoreStatus& status, HistoryPage&& page) {
+      asio::post(conn->executor(), [this, conn, rid, worst, status,
+                                    page = std::move(page)]() mutable {
+        // The reservation goes as the answer is queued, then waiting reads may go.
+        reads_.release(*conn, worst);
+        if (conn->closed) {
+          // Nobody would receive it: freed unencoded.
+        } else if (!status.ok()) {
+          conn->respond_now(encode_error(rid, to_error_code(status.code), status.message,
+                                         retry_hint_ms(status.code)));
+        } else {
+          conn->respond_now(protocol::encode_history_result(rid, page.messages, page.next_cursor,
+                                                            page.has_more));
+        }
+        reads_.pump(*conn);
+      });
+    });
+  };
+  reads_.submit(*conn, worst, std::move(start), [conn, rid] {
+    conn->respond(encode_error(rid, ErrorCode::Busy,
+                               "the server's memory for responses is in use "
+                               "(--max-response-bytes); retry later",
+                               retry_hint_ms(StoreCode::busy)));
   });
 }
 

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -18,6 +19,7 @@
 #include "server/auth/token.hpp"
 #include "server/service/connection.hpp"
 #include "server/service/log_throttle.hpp"
+#include "server/service/read_gate.hpp"
 #include "server/service/rate_limiter.hpp"
 #include "server/service/store.hpp"
 #include "server/service/waiters.hpp"
@@ -30,6 +32,15 @@ struct ServiceLimits {
   std::uint32_t max_pull_limit = 1000;
   std::uint32_t default_pull_limit = 100;
   std::uint32_t max_wait_ms = 60000;
+  /// A Pull or History page is cut before the message that would take it past
+  /// this many bytes (protocol::PageFill), so no response exceeds the largest
+  /// frame. 0: no cap.
+  std::size_t max_page_bytes = 1u << 20;
+  /// Reads (Pull, History queries) running at once per connection; more wait.
+  std::size_t max_reads_per_connection = 8;
+  /// Bytes of responses being built or queued, all connections together;
+  /// beyond it reads are answered busy. 0: no ceiling.
+  std::size_t max_response_bytes = 256u << 20;
   /// Announced in Welcome (the session enforces it).
   std::uint32_t idle_timeout_ms = 0;
   /// While a gap is pending (another process has not committed yet), a long
@@ -65,6 +76,10 @@ class Service {
   /// Handles one verified request frame.
   void handle(const std::shared_ptr<Connection>& conn, const wire::Frame& frame);
 
+  /// The connection closed: its waiting reads are dropped, its running ones
+  /// cancelled (call on its executor, before ending its long polls).
+  void connection_closed(Connection& conn) { reads_.drop(conn); }
+
   /// Completes pending long polls now and makes new ones return at once.
   void begin_shutdown();
   bool shutting_down() const { return shutting_down_.load(std::memory_order_relaxed); }
@@ -72,6 +87,8 @@ class Service {
   const ServiceLimits& limits() const { return limits_; }
   MessageReader& reader() { return reader_; }
   Waiters& waiters() { return waiters_; }
+  ReadGate& read_gate() { return reads_; }
+  ResponseBudget& response_budget() { return responses_; }
 
  private:
   void on_hello(const std::shared_ptr<Connection>& conn, std::uint64_t rid, const wire::Hello& m);
@@ -94,6 +111,8 @@ class Service {
   LogThrottle rate_limited_log_;
   LogThrottle auth_failed_log_;
   std::atomic<bool> shutting_down_{false};
+  ResponseBudget responses_;
+  ReadGate reads_;
 };
 
 /// Maps a storage outcome to the wire error code clients see.

@@ -3,6 +3,8 @@
 // socket, a PostgreSQL connection or a Redis context; the adapters in
 // server/storage implement these on their own threads.
 
+#include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -51,10 +53,18 @@ class MessageWriter {
   virtual StoreStatus submit(SendCommand& cmd) = 0;
 };
 
+/// Set once the connection a read is for has closed: a read not started yet
+/// is dropped (answered unavailable, which nobody receives) instead of run.
+using ReadCancel = std::shared_ptr<const std::atomic<bool>>;
+
 struct PullQuery {
   std::string owner;
   std::int64_t after_seq = 0;
   std::uint32_t limit = 0;
+  /// The page is cut before the message that would take it past this many
+  /// bytes (protocol::PageFill; the first message is always taken). 0: no cap.
+  std::size_t max_bytes = 0;
+  ReadCancel cancelled{};  // may be null
 };
 
 struct PullPage {
@@ -72,6 +82,8 @@ struct HistoryQuery {
   std::int64_t cursor = 0;
   std::uint32_t limit = 0;
   bool reverse = false;
+  std::size_t max_bytes = 0;  // as PullQuery::max_bytes
+  ReadCancel cancelled{};     // may be null
 };
 
 struct HistoryPage {

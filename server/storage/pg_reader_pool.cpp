@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "protocol/page_size.hpp"
 #include "server/storage/pg_array.hpp"
 
 namespace im::server {
@@ -117,8 +118,16 @@ void PgReaderPool::stop() { pool_.stop(); }
 std::uint64_t PgReaderPool::gaps_filled() const { return gaps_filled_.load(); }
 
 template <typename Page, typename Run>
-void PgReaderPool::submit(Run run, std::function<void(const StoreStatus&, Page&&)> done) {
-  auto job = [run = std::move(run), done](pqxx::connection* conn, const StoreStatus& status) {
+void PgReaderPool::submit(Run run, ReadCancel cancelled,
+                          std::function<void(const StoreStatus&, Page&&)> done) {
+  auto job = [this, run = std::move(run), cancelled = std::move(cancelled), done](
+                 pqxx::connection* conn, const StoreStatus& status) {
+    if (cancelled && cancelled->load(std::memory_order_relaxed)) {
+      // Its connection closed while the read waited in the queue: nobody would
+      // receive the page.
+      cancelled_.fetch_add(1, std::memory_order_relaxed);
+      return done({StoreCode::unavailable, "the connection closed"}, Page{});
+    }
     if (!conn) return done(status, Page{});
     Page page;
     try {
@@ -136,14 +145,16 @@ void PgReaderPool::submit(Run run, std::function<void(const StoreStatus&, Page&&
 }
 
 void PgReaderPool::pull(PullQuery query, std::function<void(const StoreStatus&, PullPage&&)> done) {
+  auto cancelled = query.cancelled;
   submit<PullPage>([this, q = std::move(query)](pqxx::connection& c) { return run_pull(c, q); },
-                   std::move(done));
+                   std::move(cancelled), std::move(done));
 }
 
 void PgReaderPool::history(HistoryQuery query,
                            std::function<void(const StoreStatus&, HistoryPage&&)> done) {
+  auto cancelled = query.cancelled;
   submit<HistoryPage>([this, q = std::move(query)](pqxx::connection& c) { return run_history(c, q); },
-                      std::move(done));
+                      std::move(cancelled), std::move(done));
 }
 
 PullPage PgReaderPool::run_pull(pqxx::connection& conn, const PullQuery& q) {
@@ -166,12 +177,18 @@ PullPage PgReaderPool::run_pull(pqxx::connection& conn, const PullQuery& q) {
     // the fetched window is a gap (missing seqs with a stored one after them).
     std::int64_t expected = q.after_seq + 1;
     std::size_t row_index = 0;
+    protocol::PageFill fill(q.max_bytes);
     for (; row_index < r.size(); ++row_index) {
       const pqxx::row row = r[row_index];
       const auto seq = row[0].as<std::int64_t>();
       if (seq != expected) break;
-      if (page.messages.size() == q.limit) break;  // a contiguous row is left: has_more
-      if (!row[1].is_null()) page.messages.push_back(to_message(row, seq));
+      // Full (by count or bytes) with a contiguous row left: has_more.
+      if (page.messages.size() == q.limit) break;
+      if (!row[1].is_null()) {
+        auto m = to_message(row, seq);
+        if (!fill.take(m)) break;
+        page.messages.push_back(std::move(m));
+      }
       page.next_after_seq = seq;
       ++expected;
     }
@@ -245,12 +262,18 @@ HistoryPage PgReaderPool::run_history(pqxx::connection& conn, const HistoryQuery
                                           static_cast<std::int64_t>(q.limit) + 1);
   HistoryPage page;
   page.next_cursor = q.cursor;
+  protocol::PageFill fill(q.max_bytes);
   for (const auto& row : r) {
     if (page.messages.size() == q.limit) {
       page.has_more = true;
       break;
     }
-    page.messages.push_back(to_message(row, row[0].as<std::int64_t>()));
+    auto m = to_message(row, row[0].as<std::int64_t>());
+    if (!fill.take(m)) {
+      page.has_more = true;
+      break;
+    }
+    page.messages.push_back(std::move(m));
     page.next_cursor = page.messages.back().message_id;
   }
   return page;

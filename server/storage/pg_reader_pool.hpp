@@ -62,16 +62,19 @@ class PgReaderPool final : public MessageReader {
                std::function<void(const StoreStatus&, HistoryPage&&)> done) override;
 
   std::uint64_t gaps_filled() const;
+  /// Reads dropped unrun because their connection had closed meanwhile.
+  std::uint64_t reads_cancelled() const { return cancelled_.load(); }
 
  private:
   /// Queues `run` (a query on a pool connection) and reports its page or error.
   template <typename Page, typename Run>
-  void submit(Run run, std::function<void(const StoreStatus&, Page&&)> done);
+  void submit(Run run, ReadCancel cancelled, std::function<void(const StoreStatus&, Page&&)> done);
   PullPage run_pull(pqxx::connection& conn, const PullQuery& q);
   HistoryPage run_history(pqxx::connection& conn, const HistoryQuery& q);
 
   GapTracker gaps_;
   std::atomic<std::uint64_t> gaps_filled_{0};
+  std::atomic<std::uint64_t> cancelled_{0};
   PgJobPool pool_;  // last: its threads stop before the members they use go
 };
 

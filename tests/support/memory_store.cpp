@@ -103,15 +103,21 @@ void MemoryStore::pull(server::PullQuery query,
       --faults_.read_unavailable;
       return done({StoreCode::unavailable, "database unavailable"}, std::move(page));
     }
+    if (q.cancelled && q.cancelled->load()) {
+      ++reads_cancelled_;
+      return done({StoreCode::unavailable, "the connection closed"}, std::move(page));
+    }
     const std::int64_t head = inbox_size(q.owner);
+    protocol::PageFill fill(q.max_bytes);
     // From the cursor up, never computing after_seq + 1: a client may send
     // the largest int64 as its cursor.
     for (std::int64_t seq = std::max<std::int64_t>(q.after_seq, 0); seq < head; ++seq) {
-      if (page.messages.size() == q.limit) {
+      const protocol::MessageRecord& m = *at(q.owner, seq + 1);
+      if (page.messages.size() == q.limit || !fill.take(m)) {
         page.has_more = true;
         break;
       }
-      page.messages.push_back(*at(q.owner, seq + 1));
+      page.messages.push_back(m);
       page.next_after_seq = seq + 1;
     }
     done({}, std::move(page));
@@ -127,13 +133,18 @@ void MemoryStore::history(server::HistoryQuery query,
       --faults_.read_unavailable;
       return done({StoreCode::unavailable, "database unavailable"}, std::move(page));
     }
+    if (q.cancelled && q.cancelled->load()) {
+      ++reads_cancelled_;
+      return done({StoreCode::unavailable, "the connection closed"}, std::move(page));
+    }
     std::vector<const protocol::MessageRecord*> all = conversation(q.user, q.peer);
+    protocol::PageFill fill(q.max_bytes);
     if (q.reverse) std::reverse(all.begin(), all.end());
     const std::int64_t cursor =
         q.reverse && q.cursor <= 0 ? std::numeric_limits<std::int64_t>::max() : q.cursor;
     for (const protocol::MessageRecord* m : all) {
       if (q.reverse ? m->message_id >= cursor : m->message_id <= cursor) continue;
-      if (page.messages.size() == q.limit) {
+      if (page.messages.size() == q.limit || !fill.take(*m)) {
         page.has_more = true;
         break;
       }

@@ -8,9 +8,10 @@
 //  - (sender, client_msg_id) is idempotent: a repeat gets the first ack with
 //    duplicate=true and stores nothing; a repeat with another receiver or body
 //    gets `conflict`;
-//  - pull returns the run of seqs after the cursor, up to the limit, with
-//    has_more when the limit cut it; history pages one conversation by message
+//  - pull returns the run of seqs after the cursor, up to the limit and the
+//    byte cap (max_bytes), with has_more when either cut it; history pages one conversation by message
 //    id, ascending after the cursor or descending before it (0: the newest).
+// A read whose ReadCancel is set when it runs is dropped (unavailable).
 // Failures can be scheduled (Faults) to exercise the error paths.
 //
 // Thread-safety: none. Every member, and every completion (posted, never run
@@ -25,6 +26,7 @@
 
 #include <asio/any_io_executor.hpp>
 
+#include "protocol/page_size.hpp"
 #include "server/service/store.hpp"
 
 namespace im::test {
@@ -48,6 +50,8 @@ class MemoryStore final : public server::MessageWriter, public server::MessageRe
                std::function<void(const server::StoreStatus&, server::HistoryPage&&)> done) override;
 
   Faults& faults() { return faults_; }
+  /// Reads dropped unrun because their connection had closed (ReadCancel set).
+  std::uint64_t reads_cancelled() const { return reads_cancelled_; }
 
   /// The stored message of (sender, client_msg_id), or nullptr.
   const protocol::MessageRecord* find(std::string_view sender, std::uint64_t client_msg_id) const;
@@ -74,6 +78,7 @@ class MemoryStore final : public server::MessageWriter, public server::MessageRe
   asio::any_io_executor executor_;
   server::CommitListener& listener_;
   Faults faults_;
+  std::uint64_t reads_cancelled_ = 0;
   std::vector<server::SendCommand> pending_;
   bool commit_posted_ = false;
   std::vector<protocol::MessageRecord> messages_;  // messages_[id - 1]
