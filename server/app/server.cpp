@@ -46,6 +46,8 @@ std::uint16_t Server::port() const { return listener_ ? listener_->port() : 0; }
 
 std::size_t Server::long_polls() const { return waiters_ ? waiters_->size() : 0; }
 
+std::size_t Server::sessions() const { return listener_ ? listener_->session_count() : 0; }
+
 void Server::start() {
   auto log = spdlog::get("app");
   log->info("starting: {}", describe(config_));

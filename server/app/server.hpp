@@ -46,8 +46,11 @@ class Server {
   const Config& config() const { return config_; }
   ShardedWriter& writer() { return *writer_; }
   PgReaderPool& reader() { return *reader_; }
+  Service& service() { return *service_; }
   /// Long polls waiting now (for tests and diagnostics).
   std::size_t long_polls() const;
+  /// Open connections now (for tests and diagnostics).
+  std::size_t sessions() const;
 
  private:
   Config config_;

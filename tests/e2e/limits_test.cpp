@@ -461,8 +461,8 @@ void fill_and_stall(TimedClient& filler, TimedClient& stalled, const std::string
 }
 }  // namespace
 
-TEST_CASE("limits: a client that never reads is cut off once its responses pile up", "[e2e]") {
-  TestServer server;
+TEST_CASE("limits: a client that never reads is reset by --write-timeout-ms", "[e2e]") {
+  TestServer server([](server::Config& c) { c.write_timeout_ms = 1500; });
   const std::string p = unique_prefix("noread");
   TimedClient good(server.port());
   good.hello(p + "-good");
@@ -470,7 +470,8 @@ TEST_CASE("limits: a client that never reads is cut off once its responses pile 
   TimedClient stalled(server.port());
   fill_and_stall(filler, stalled, p);
   // 45 pipelined pulls of the whole page: about 40 MB of responses, far more
-  // than the kernel's buffers plus the server's 16 MiB per-connection queue.
+  // than the kernel's buffers plus the server's 16 MiB per-connection budget:
+  // reads wait for room, writes stall, and the write deadline resets it.
   constexpr int kPulls = 45;
   for (int i = 0; i < kPulls; ++i) stalled.write(protocol::encode_pull(stalled.next_id(), 0, 100, 0));
   std::this_thread::sleep_for(2s);  // the server answers into a connection nobody reads
