@@ -190,10 +190,16 @@ void Server::stop() {
   for (auto& t : io_threads_) t.join();
   io_threads_.clear();
   listener_.reset();
+  const WriterStats ws = writer_->stats();
   log->info("stopped: {} batch(es) committed; woken long polls answered {} from the commit, {} "
             "by a query; {} long poll(s) waited without a first query",
-            writer_->batches_committed(), waiters_->answered_from_commit(),
+            ws.batches_committed, waiters_->answered_from_commit(),
             waiters_->answered_from_query(), waiters_->quiet_starts());
+  // One key=value line, names as in WriterStats: the fault tier greps it.
+  log->info("writer stats: batches_committed={} batches_failed={} counter_raises={} "
+            "unique_violation_retries={} deadlock_retries={}",
+            ws.batches_committed, ws.batches_failed, ws.counter_raises,
+            ws.unique_violation_retries, ws.deadlock_retries);
 }
 
 }  // namespace im::server
