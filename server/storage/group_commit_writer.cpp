@@ -227,6 +227,7 @@ void GroupCommitWriter::process(std::vector<SendCommand>& batch) {
       }
     }
   }
+  if (status.ok()) fault::at_stage(options_.stage_hook, fault::Stage::before_acks);
   for (Slot& s : slots) {
     if (s.cmd->done) s.cmd->done(s.status, s.ack);
   }
@@ -453,6 +454,7 @@ StoreStatus GroupCommitWriter::write_batch(std::vector<Slot>& slots,
       }
       tx.exec_prepared(kTombstone, std::move(owners).str(), std::move(seqs).str());
     }
+    fault::at_stage(options_.stage_hook, fault::Stage::before_commit);
     tx.commit();
     fault::maybe_crash(fault::Point::crash_after_commit);
     abandoned_.clear();

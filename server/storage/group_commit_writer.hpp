@@ -34,6 +34,7 @@
 
 #include "server/service/store.hpp"
 #include "server/storage/batch_queue.hpp"
+#include "server/storage/fault_points.hpp"
 #include "server/storage/pg_session.hpp"
 #include "server/storage/redis_seq.hpp"
 
@@ -77,6 +78,9 @@ struct GroupCommitOptions {
   /// Sends fail fast as unavailable while the backends are known to be down
   /// or a batch has been stuck this long.
   std::chrono::milliseconds stall_timeout{3000};
+  /// Test-only: called on the writer thread at each fault::Stage of a batch
+  /// (only in IM_FAULT_INJECTION builds; empty and never called otherwise).
+  fault::StageHook stage_hook;
 };
 
 class GroupCommitWriter final : public MessageWriter {

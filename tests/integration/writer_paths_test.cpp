@@ -2,10 +2,15 @@
 // not only that the outcome was right. Several mechanisms give the same
 // outcome (a counter Redis lost is raised by the fresh-key check before the
 // write, and would otherwise be saved by the unique-violation fallback), so
-// these tests read the writer's WriterStats.
+// these tests read the writer's WriterStats, and hold a batch at its stages
+// (fault::Stage, IM_FAULT_INJECTION builds) to see when it commits and acks.
 #include <catch2/catch.hpp>
 
+#include <condition_variable>
 #include <future>
+#include <mutex>
+#include <optional>
+#include <set>
 
 #include <hiredis/hiredis.h>
 #include <pqxx/pqxx>
@@ -26,6 +31,7 @@ namespace {
 /// every counter the writer under test has, as FLUSHALL would, without
 /// touching counters of tests running beside them.
 constexpr int kFlushDb = 9;
+constexpr int kHoldDb = 10;
 
 std::string redis_url_db(int db) { return test::redis_url() + "/" + std::to_string(db); }
 
@@ -56,7 +62,7 @@ struct Writer {
   std::string name = unique_prefix("im-writer");
   std::unique_ptr<GroupCommitWriter> writer;
 
-  explicit Writer(int db) {
+  explicit Writer(int db, fault::StageHook hook = {}) {
     init_logging("warn");
     {
       pqxx::connection conn(test::pg_url());
@@ -67,6 +73,7 @@ struct Writer {
     w.pg.url = test::pg_url();
     w.redis = parse_redis_url(redis_url_db(db));
     w.batch_delay = std::chrono::microseconds(100);
+    w.stage_hook = std::move(hook);
     writer = std::make_unique<GroupCommitWriter>(w, waiters);
     writer->start();
   }
@@ -158,3 +165,143 @@ TEST_CASE("after Redis loses its counters, the first batch raises them above MAX
   CHECK(inbox_rows(carol) == messages_at(1, 5));
   CHECK(inbox_rows(dave) == messages_at(1, 1));
 }
+
+#ifdef IM_FAULT_INJECTION
+
+namespace {
+
+/// Holds the writer thread at armed stages of a batch until the test lets it
+/// go: while held, nothing of the batch can happen (acks are given on the
+/// writer thread), so what the test sees then is what the writer had done
+/// before that stage, with no timing involved.
+class StageGate {
+ public:
+  /// The writer stops at each of `stages` once (the next batch to reach it).
+  void arm(std::set<fault::Stage> stages) {
+    std::lock_guard lock(mu_);
+    armed_ = std::move(stages);
+  }
+
+  fault::StageHook hook() {
+    return [this](fault::Stage stage) {
+      std::unique_lock lock(mu_);
+      if (armed_.erase(stage) == 0) return;
+      held_ = stage;
+      cv_.notify_all();
+      cv_.wait(lock, [&] { return !held_; });
+    };
+  }
+
+  /// Waits (up to 10 s) until the writer is held at `stage`.
+  void wait_held(fault::Stage stage) {
+    std::unique_lock lock(mu_);
+    REQUIRE(cv_.wait_for(lock, std::chrono::seconds(10), [&] { return held_ == stage; }));
+  }
+
+  /// Lets a held writer go on.
+  void release() {
+    std::lock_guard lock(mu_);
+    held_.reset();
+    cv_.notify_all();
+  }
+
+  /// Disarms every stage and releases: declared after the writer, it lets the
+  /// writer's stop() finish when a failed check leaves a batch held.
+  struct Opener {
+    StageGate& gate;
+    ~Opener() {
+      {
+        std::lock_guard lock(gate.mu_);
+        gate.armed_.clear();
+      }
+      gate.release();
+    }
+  };
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::set<fault::Stage> armed_;
+  std::optional<fault::Stage> held_;
+};
+
+/// Whether (sender, client_msg_id) is committed, as any other session sees it.
+bool committed(const std::string& sender, std::uint64_t cmid) {
+  pqxx::connection conn(test::pg_url());
+  pqxx::nontransaction q(conn);
+  return q.exec_params("SELECT count(*) FROM messages WHERE sender = $1 AND client_msg_id = $2",
+                       sender, static_cast<std::int64_t>(cmid))[0][0]
+             .as<int>() == 1;
+}
+
+/// The writer's PostgreSQL session state ("idle", "idle in transaction", ...).
+std::string backend_state(const std::string& writer_name) {
+  pqxx::connection conn(test::pg_url());
+  pqxx::nontransaction q(conn);
+  const pqxx::result r = q.exec_params(
+      "SELECT state FROM pg_stat_activity WHERE application_name = $1", "im-server " + writer_name);
+  REQUIRE(r.size() == 1);
+  return r[0][0].as<std::string>();
+}
+
+bool ready(std::future<SendResult>& f) {
+  return f.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+}
+
+}  // namespace
+
+TEST_CASE("an ack never precedes the commit", "[integration][paths]") {
+  StageGate gate;
+  Writer w(kHoldDb, gate.hook());
+  const StageGate::Opener open_on_exit{gate};
+  const std::string alice = unique_prefix("alice"), bob = unique_prefix("bob");
+
+  SECTION("BEGIN ... COMMIT (tombstones for abandoned seqs commit with the batch)") {
+    // Bob has a message; Redis loses his counter. The next batch gets seq 1
+    // again, abandons it for one above the maximum, and must commit its
+    // tombstone with the batch: a transaction block with a real COMMIT.
+    REQUIRE(w.send(alice, bob, 1, "one").first.ok());
+    redis_command(kHoldDb, "DEL im:seq:" + bob);
+    gate.arm({fault::Stage::before_commit, fault::Stage::before_acks});
+    auto f = w.send_async(alice, bob, 2, "two");
+
+    gate.wait_held(fault::Stage::before_commit);
+    CHECK(backend_state(w.name) == "idle in transaction");  // inserted, not committed
+    CHECK_FALSE(committed(alice, 2));
+    CHECK_FALSE(ready(f));  // no ack for what is not committed
+    gate.release();
+
+    gate.wait_held(fault::Stage::before_acks);
+    CHECK(backend_state(w.name) == "idle");
+    CHECK(committed(alice, 2));
+    CHECK_FALSE(ready(f));
+    gate.release();
+
+    const auto [status, ack] = f.get();
+    REQUIRE(status.ok());
+    CHECK(ack.seq == 2);
+    CHECK(inbox_rows(bob) == messages_at(1, 2));
+  }
+
+  SECTION("one statement outside a transaction block (it commits by itself)") {
+    gate.arm({fault::Stage::before_commit, fault::Stage::before_acks});
+    auto f = w.send_async(alice, bob, 1, "one");
+
+    gate.wait_held(fault::Stage::before_commit);
+    CHECK(backend_state(w.name) == "idle");  // no transaction block open
+    CHECK(committed(alice, 1));             // the statement committed itself
+    gate.release();
+
+    gate.wait_held(fault::Stage::before_acks);
+    CHECK(committed(alice, 1));
+    CHECK_FALSE(ready(f));
+    gate.release();
+
+    const auto [status, ack] = f.get();
+    REQUIRE(status.ok());
+    CHECK(ack.seq == 1);
+    CHECK(inbox_rows(bob) == messages_at(1, 1));
+  }
+}
+
+#endif  // IM_FAULT_INJECTION
