@@ -196,9 +196,10 @@ void Server::stop() {
   for (auto& t : io_threads_) t.join();
   io_threads_.clear();
   listener_.reset();
+  const WriterStats ws = writer_->stats();
   log->info("stopped: {} batch(es) committed; woken long polls answered {} from the commit, {} "
             "by a query; {} long poll(s) waited without a first query",
-            writer_->batches_committed(), waiters_->answered_from_commit(),
+            ws.batches_committed, waiters_->answered_from_commit(),
             waiters_->answered_from_query(), waiters_->quiet_starts());
   auto& gate = service_->read_gate();
   log->info("stopped: reads: {} waited for their connection's room, {} dropped with their "
@@ -206,6 +207,11 @@ void Server::stop() {
             "{} read(s) refused busy",
             gate.waited(), gate.dropped(), reader_->reads_cancelled(), gate.budget().peak(),
             gate.budget().capacity(), gate.budget().refusals());
+  // One key=value line, names as in WriterStats: the fault tier greps it.
+  log->info("writer stats: batches_committed={} batches_failed={} counter_raises={} "
+            "unique_violation_retries={} deadlock_retries={}",
+            ws.batches_committed, ws.batches_failed, ws.counter_raises,
+            ws.unique_violation_retries, ws.deadlock_retries);
 }
 
 }  // namespace im::server

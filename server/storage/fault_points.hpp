@@ -12,7 +12,14 @@
 // negative controls that deliberately break a guarantee so the checker can
 // prove it notices.
 //
-// Thread-safety: read-only after the first call; safe from any thread.
+// Stages are the other kind of test hook: named moments of a batch at which
+// the writer calls its GroupCommitOptions::stage_hook (set by in-process
+// tests, per writer), so a test can hold a batch there and look around.
+//
+// Thread-safety: read-only after the first call; safe from any thread. A
+// stage hook runs on the writer thread.
+
+#include <functional>
 
 namespace im::server::fault {
 
@@ -25,7 +32,18 @@ enum class Point {
   skip_idempotency,        // negative control: store resends again (duplicates)
 };
 
+enum class Stage {
+  before_commit,  // the batch's statements ran, COMMIT not sent yet (with no
+                  // transaction block the statement has committed itself)
+  before_acks,    // the commit returned, no send of the batch acked yet
+};
+using StageHook = std::function<void(Stage)>;
+
 #ifdef IM_FAULT_INJECTION
+/// Calls `hook` (if set) with `stage`, on the caller's (the writer's) thread.
+inline void at_stage(const StageHook& hook, Stage stage) {
+  if (hook) hook(stage);
+}
 /// True when `point` is enabled and its probability draw hits.
 bool fires(Point point);
 /// True when `point` is enabled at all (whatever its probability).
@@ -35,6 +53,7 @@ void maybe_crash(Point point);
 /// Names of the enabled points, for the start-up log ("" when none).
 const char* describe();
 #else
+inline void at_stage(const StageHook&, Stage) {}
 constexpr bool fires(Point) { return false; }
 constexpr bool enabled(Point) { return false; }
 inline void maybe_crash(Point) {}

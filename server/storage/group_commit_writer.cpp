@@ -67,6 +67,15 @@ std::int64_t steady_ticks() {
 
 }  // namespace
 
+WriterStats& WriterStats::operator+=(const WriterStats& o) {
+  batches_committed += o.batches_committed;
+  batches_failed += o.batches_failed;
+  counter_raises += o.counter_raises;
+  unique_violation_retries += o.unique_violation_retries;
+  deadlock_retries += o.deadlock_retries;
+  return *this;
+}
+
 struct GroupCommitWriter::Slot {
   SendCommand* cmd = nullptr;
   std::int64_t seq = 0;
@@ -101,6 +110,13 @@ void GroupCommitWriter::close() { queue_.close(); }
 void GroupCommitWriter::stop() {
   close();
   if (thread_.joinable()) thread_.join();
+}
+
+WriterStats GroupCommitWriter::stats() const {
+  constexpr auto kRelaxed = std::memory_order_relaxed;
+  return {batches_committed_.load(kRelaxed), batches_failed_.load(kRelaxed),
+          counter_raises_.load(kRelaxed), unique_violation_retries_.load(kRelaxed),
+          deadlock_retries_.load(kRelaxed)};
 }
 
 StoreStatus GroupCommitWriter::submit(SendCommand& cmd) {
@@ -182,13 +198,15 @@ void GroupCommitWriter::process(std::vector<SendCommand>& batch) {
   for (int attempt = 1;; ++attempt) {
     status = write_batch(slots, unique);
     if (status.code != StoreCode::conflict || attempt >= options_.max_attempts) break;
-    batch_retries_.fetch_add(1, std::memory_order_relaxed);
+    (last_conflict_ == Conflict::seq_collision ? unique_violation_retries_ : deadlock_retries_)
+        .fetch_add(1, std::memory_order_relaxed);
   }
   if (status.code == StoreCode::conflict) {
     status = {StoreCode::unavailable, "batch kept colliding (seqs or locks); retry later"};
   }
   if (!status.ok()) {
     backend_down_.store(status.code == StoreCode::unavailable, std::memory_order_relaxed);
+    batches_failed_.fetch_add(1, std::memory_order_relaxed);
     spdlog::get("pg")->warn("batch of {} sends failed: {}", batch.size(), status.message);
   } else {
     backend_down_.store(false, std::memory_order_relaxed);
@@ -209,6 +227,7 @@ void GroupCommitWriter::process(std::vector<SendCommand>& batch) {
       }
     }
   }
+  if (status.ok()) fault::at_stage(options_.stage_hook, fault::Stage::before_acks);
   for (Slot& s : slots) {
     if (s.cmd->done) s.cmd->done(s.status, s.ack);
   }
@@ -292,6 +311,7 @@ void GroupCommitWriter::allocate_seqs(std::vector<Slot>& slots,
     std::vector<std::string> raised_owners;
     std::vector<std::int64_t> raised_counts;
     std::vector<std::size_t> raised_index;
+    std::vector<std::int64_t> raised_max;
     for (std::size_t row = 0; row < r.size(); ++row) {
       if (r[row][1].is_null()) continue;  // a new receiver: the fresh counter is right
       const auto stored_max = r[row][1].as<std::int64_t>();
@@ -305,11 +325,19 @@ void GroupCommitWriter::allocate_seqs(std::vector<Slot>& slots,
       raised_owners.push_back(owners[k]);
       raised_counts.push_back(counts[k]);
       raised_index.push_back(k);
+      raised_max.push_back(stored_max);
     }
     if (!raised_owners.empty()) {
       std::vector<std::int64_t> again;
       seqs_.allocate(raised_owners, raised_counts, again);
-      for (std::size_t j = 0; j < raised_index.size(); ++j) last[raised_index[j]] = again[j];
+      for (std::size_t j = 0; j < raised_index.size(); ++j) {
+        last[raised_index[j]] = again[j];
+        // Counted only if the raise took: the new range starts above the
+        // maximum (else the insert collides and the fallback takes over).
+        if (again[j] - raised_counts[j] >= raised_max[j]) {
+          counter_raises_.fetch_add(1, std::memory_order_relaxed);
+        }
+      }
     }
   }
 
@@ -426,6 +454,7 @@ StoreStatus GroupCommitWriter::write_batch(std::vector<Slot>& slots,
       }
       tx.exec_prepared(kTombstone, std::move(owners).str(), std::move(seqs).str());
     }
+    fault::at_stage(options_.stage_hook, fault::Stage::before_commit);
     tx.commit();
     fault::maybe_crash(fault::Point::crash_after_commit);
     abandoned_.clear();
@@ -435,6 +464,7 @@ StoreStatus GroupCommitWriter::write_batch(std::vector<Slot>& slots,
     // reader tombstoned a seq we were slow to write). Abandon this attempt's
     // seqs and raise every counter of the batch above the stored maximum.
     spdlog::get("pg")->warn("seq collision, retrying batch: {}", e.what());
+    last_conflict_ = Conflict::seq_collision;
     for (std::size_t i : unique) abandoned_.emplace_back(slots[i].cmd->receiver, slots[i].seq);
     try {
       PgArray names;
@@ -461,6 +491,7 @@ StoreStatus GroupCommitWriter::write_batch(std::vector<Slot>& slots,
     // abandon its seqs and write it again (the new attempt waits for the other
     // batch's keys like any insert, then finds them taken or free).
     spdlog::get("pg")->warn("batch rolled back by a deadlock, retrying: {}", e.what());
+    last_conflict_ = Conflict::deadlock;
     for (std::size_t i : unique) abandoned_.emplace_back(slots[i].cmd->receiver, slots[i].seq);
     return {StoreCode::conflict, "deadlock"};
   } catch (...) {

@@ -15,9 +15,10 @@
 // - a seq whose write fails leaves a gap: the writer tombstones the seqs it
 //   abandons, and readers fill any gap older than gap_fill_ms;
 // - Redis behind PostgreSQL (restarted empty, flushed, evicted): a counter that
-//   Redis creates fresh is checked against the inbox's MAX(seq) and raised; a
-//   seq that is already taken fails the (owner, seq) primary key, and the batch
-//   is retried with counters raised above the stored maximum;
+//   Redis creates fresh is checked against the inbox's MAX(seq) and raised
+//   (WriterStats::counter_raises); a seq that is already taken fails the
+//   (owner, seq) primary key, and the batch is retried with counters raised
+//   above the stored maximum (WriterStats::unique_violation_retries);
 // - commits out of seq order (two processes): readers only return the unbroken
 //   run after their cursor, so nothing becomes visible below a passed cursor.
 //
@@ -33,10 +34,34 @@
 
 #include "server/service/store.hpp"
 #include "server/storage/batch_queue.hpp"
+#include "server/storage/fault_points.hpp"
 #include "server/storage/pg_session.hpp"
 #include "server/storage/redis_seq.hpp"
 
 namespace im::server {
+
+/// What a writer (or all lanes of a ShardedWriter, summed) has done since it
+/// started. The names are stable: the server logs them at stop as
+/// "writer stats: batches_committed=N ..." and the fault tier greps that line.
+struct WriterStats {
+  /// Batches whose commit returned (their sends were then acked).
+  std::uint64_t batches_committed = 0;
+  /// Batches that failed for good (every send answered with the error).
+  std::uint64_t batches_failed = 0;
+  /// Counters Redis had lost (created fresh, below the inbox's stored
+  /// MAX(seq)) that the main path raised before writing: one per counter,
+  /// counted when the range allocated after the raise lies above that maximum.
+  std::uint64_t counter_raises = 0;
+  /// Attempts that hit the (owner, seq) unique index and were written again
+  /// after the fallback raised the batch's counters: a counter behind that
+  /// the fresh-key check could not see (e.g. a Redis replica behind).
+  std::uint64_t unique_violation_retries = 0;
+  /// Attempts rolled back by a deadlock (reused keys across lanes or
+  /// processes) and written again.
+  std::uint64_t deadlock_retries = 0;
+
+  WriterStats& operator+=(const WriterStats& o);
+};
 
 struct GroupCommitOptions {
   /// The writer thread's name, also its PostgreSQL application_name
@@ -53,6 +78,9 @@ struct GroupCommitOptions {
   /// Sends fail fast as unavailable while the backends are known to be down
   /// or a batch has been stuck this long.
   std::chrono::milliseconds stall_timeout{3000};
+  /// Test-only: called on the writer thread at each fault::Stage of a batch
+  /// (only in IM_FAULT_INJECTION builds; empty and never called otherwise).
+  fault::StageHook stage_hook;
 };
 
 class GroupCommitWriter final : public MessageWriter {
@@ -69,9 +97,9 @@ class GroupCommitWriter final : public MessageWriter {
 
   StoreStatus submit(SendCommand& cmd) override;
 
-  /// Counters for logs and tests.
-  std::uint64_t batches_committed() const { return batches_committed_.load(); }
-  std::uint64_t batch_retries() const { return batch_retries_.load(); }
+  /// Counters for logs and tests; each read on its own (relaxed), so a
+  /// snapshot taken while batches run need not be consistent across fields.
+  WriterStats stats() const;
 
  private:
   struct Slot;  // one send of a batch, with its allocated seq and result
@@ -96,8 +124,14 @@ class GroupCommitWriter final : public MessageWriter {
   std::atomic<std::int64_t> busy_since_{0};
   /// Set while the last batch failed as unavailable; cleared on success.
   std::atomic<bool> backend_down_{false};
+  /// Kind of the last conflict write_batch returned, for the retry counters.
+  enum class Conflict { seq_collision, deadlock };
+  Conflict last_conflict_ = Conflict::seq_collision;
   std::atomic<std::uint64_t> batches_committed_{0};
-  std::atomic<std::uint64_t> batch_retries_{0};
+  std::atomic<std::uint64_t> batches_failed_{0};
+  std::atomic<std::uint64_t> counter_raises_{0};
+  std::atomic<std::uint64_t> unique_violation_retries_{0};
+  std::atomic<std::uint64_t> deadlock_retries_{0};
 };
 
 }  // namespace im::server

@@ -44,16 +44,10 @@ StoreStatus ShardedWriter::submit(SendCommand& cmd) {
   return lanes_[writer_lane(cmd.receiver, lanes_.size())]->submit(cmd);
 }
 
-std::uint64_t ShardedWriter::batches_committed() const {
-  std::uint64_t n = 0;
-  for (const auto& lane : lanes_) n += lane->batches_committed();
-  return n;
-}
-
-std::uint64_t ShardedWriter::batch_retries() const {
-  std::uint64_t n = 0;
-  for (const auto& lane : lanes_) n += lane->batch_retries();
-  return n;
+WriterStats ShardedWriter::stats() const {
+  WriterStats sum;
+  for (const auto& lane : lanes_) sum += lane->stats();
+  return sum;
 }
 
 }  // namespace im::server

@@ -53,8 +53,8 @@ class ShardedWriter final : public MessageWriter {
   StoreStatus submit(SendCommand& cmd) override;
 
   std::size_t lanes() const { return lanes_.size(); }
-  std::uint64_t batches_committed() const;
-  std::uint64_t batch_retries() const;
+  /// Every lane's WriterStats, summed.
+  WriterStats stats() const;
 
  private:
   std::vector<std::unique_ptr<GroupCommitWriter>> lanes_;

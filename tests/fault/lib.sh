@@ -95,6 +95,47 @@ supervise_server() {
   supervisor_pid=$!
 }
 
+# stop_server NAME: SIGTERM, and waits (up to 30 s) until it has drained and
+# exited, so its stop-time log lines (writer stats) are written.
+stop_server() {
+  local name=$1 pid=${server_pid[$1]}
+  kill -TERM "$pid" 2>/dev/null || fail "server $name is not running"
+  for _ in $(seq 300); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -0 "$pid" 2>/dev/null && fail "server $name did not stop within 30 s of SIGTERM"
+  wait "$pid" 2>/dev/null || true
+  unset "server_pid[$name]"
+}
+
+# writer_stat NAME KEY: KEY's value (WriterStats names: counter_raises,
+# unique_violation_retries, ...) from the last "writer stats:" line server NAME
+# logged at stop (the log spans its restarts: the last run that stopped cleanly).
+writer_stat() {
+  local line
+  line=$(grep "writer stats:" "$work/server-$1.log" | tail -n 1)
+  [ -n "$line" ] || fail "server $1 logged no writer stats (did it stop cleanly?)"
+  sed -n "s/.* $2=\([0-9][0-9]*\).*/\1/p" <<<"$line"
+}
+
+# expect_raises NAME WHAT: stops server NAME, reports how Redis losing counters
+# was answered, and fails if the main path (the fresh-key raise above MAX(seq))
+# never fired: the unique-violation fallback alone gives the same outcome, so
+# a clean check does not show that the main path works.
+expect_raises() {
+  local name=$1 raises retries
+  stop_server "$name"
+  grep -q "writer stats:" "$work/server-$name.log" || fail "server $name logged no writer stats at stop"
+  raises=$(writer_stat "$name" counter_raises)
+  retries=$(writer_stat "$name" unique_violation_retries)
+  log "  writer: counter_raises $raises unique_violation_retries $retries" \
+      "deadlock_retries $(writer_stat "$name" deadlock_retries)" \
+      "batches_committed $(writer_stat "$name" batches_committed)"
+  [ "$raises" -gt 0 ] || fail "$2: Redis lost counters but the writer raised none (main path never fired)"
+  log "PASS $2: counters raised by the main path"
+}
+
 server_endpoints() {
   local list=""
   for name in "$@"; do list+="${list:+,}127.0.0.1:${server_port[$name]}"; done
