@@ -10,10 +10,12 @@
 
 #include "client/client.hpp"
 #include "server/auth/token.hpp"
+#include "tests/support/expect_frame.hpp"
 #include "tests/support/raw_client.hpp"
 #include "tests/support/test_server.hpp"
 
 using namespace im;
+using im::test::body_of;
 using im::test::RawClient;
 using im::test::Received;
 using im::test::TestServer;
@@ -41,19 +43,13 @@ std::string token_for(const std::string& user, std::int64_t ttl_s = 600,
 /// Says Hello with `token` (and `user`, which may be empty) and returns the answer.
 Received hello(RawClient& c, const std::string& user, const std::string& token) {
   c.write(protocol::encode_hello(c.next_id(), user, token, "auth-test"));
-  auto r = c.read();
-  REQUIRE(r);
-  return *r;
+  return test::expect_frame(c.read(), "Welcome or Error");
 }
 
-wire::ErrorCode error_code(const Received& r) {
-  REQUIRE(r.frame()->body_type() == wire::Body::Error);
-  return r.frame()->body_as_Error()->code();
-}
+wire::ErrorCode error_code(const Received& r) { return test::error_code_of(r); }
 
 std::string error_message(const Received& r) {
-  REQUIRE(r.frame()->body_type() == wire::Body::Error);
-  const auto* m = r.frame()->body_as_Error()->message();
+  const auto* m = body_of<wire::Error>(r).message();
   return m ? m->str() : "";
 }
 
@@ -75,9 +71,10 @@ TEST_CASE("auth: refused tokens get their exact error and close only their conne
 
   RawClient good(server.port());
   const Received welcome = hello(good, "", token_for(alice));
-  REQUIRE(welcome.frame()->body_type() == wire::Body::Welcome);
-  CHECK(welcome.frame()->body_as_Welcome()->user()->str() == alice);
-  CHECK(welcome.frame()->body_as_Welcome()->token_expires_at_us() > 0);
+  const auto& w = body_of<wire::Welcome>(welcome);
+  REQUIRE(w.user());
+  CHECK(w.user()->str() == alice);
+  CHECK(w.token_expires_at_us() > 0);
   std::uint64_t sent = 0;
   auto good_still_works = [&] {
     ++sent;
@@ -135,8 +132,8 @@ TEST_CASE("auth: refused tokens get their exact error and close only their conne
 
   // Nothing was stored for the refused clients: bob's inbox holds alice's sends only.
   auto page = early.pull(0, 1000);
-  REQUIRE(page.frame()->body_type() == wire::Body::PullResult);
-  const auto* messages = page.frame()->body_as_PullResult()->messages();
+  const auto* messages = body_of<wire::PullResult>(page).messages();
+  REQUIRE(messages);
   REQUIRE(messages->size() == sent);
   for (const auto* m : *messages) CHECK(m->sender()->str() == alice);
 }
@@ -195,8 +192,7 @@ TEST_CASE("auth: a session ends when its token expires", "[e2e][auth]") {
   RawClient again(server.port());
   REQUIRE(hello(again, dave, token_for(dave)).frame()->body_type() == wire::Body::Welcome);
   auto page = again.pull(0, 10);
-  REQUIRE(page.frame()->body_as_PullResult());
-  CHECK(page.frame()->body_as_PullResult()->messages()->size() == 1);
+  CHECK(test::page_size(body_of<wire::PullResult>(page)) == 1);
 }
 
 TEST_CASE("auth: password accounts - register, log in, refusals", "[e2e][auth]") {

@@ -6,10 +6,14 @@
 #include <set>
 #include <thread>
 
+#include "tests/support/expect_frame.hpp"
 #include "tests/support/raw_client.hpp"
 #include "tests/support/test_server.hpp"
 
 using namespace im;
+using im::test::body_of;
+using im::test::error_code_of;
+using im::test::expect_frame;
 using im::test::RawClient;
 using im::test::TestServer;
 using im::test::unique_prefix;
@@ -25,12 +29,7 @@ std::vector<std::uint8_t> bytes_of(const protocol::OutFrame& f) {
   return {f.data(), f.data() + f.size()};
 }
 
-wire::ErrorCode expect_error(RawClient& c) {
-  auto r = c.read();
-  REQUIRE(r);
-  REQUIRE(r->frame()->body_type() == wire::Body::Error);
-  return r->frame()->body_as_Error()->code();
-}
+wire::ErrorCode expect_error(RawClient& c) { return error_code_of(expect_frame(c.read(), "Error")); }
 
 }  // namespace
 
@@ -44,8 +43,7 @@ TEST_CASE("bad frames get the right error and close only their connection", "[e2
   std::uint64_t cmid = 0;
   auto good_still_works = [&] {
     ++cmid;
-    auto r = good.send(bob, cmid, "still here " + std::to_string(cmid));
-    REQUIRE(r.frame()->body_type() == wire::Body::SendAck);
+    body_of<wire::SendAck>(good.send(bob, cmid, "still here " + std::to_string(cmid)));
   };
 
   struct Case {
@@ -92,10 +90,7 @@ TEST_CASE("invalid requests get an error and the connection stays usable", "[e2e
   c.write(protocol::encode_pull(c.next_id(), 0, 10, 0));
   CHECK(expect_error(c) == wire::ErrorCode::Unauthenticated);
   c.write(protocol::encode_ping(c.next_id(), 99));
-  auto pong = c.read();
-  REQUIRE(pong);
-  REQUIRE(pong->frame()->body_type() == wire::Body::Pong);
-  CHECK(pong->frame()->body_as_Pong()->nonce() == 99);
+  CHECK(body_of<wire::Pong>(expect_frame(c.read(), "Pong")).nonce() == 99);
 
   // Bad user ids in Hello.
   for (const std::string& user : {std::string(""), std::string(65, 'a'), std::string("a b"),
@@ -107,13 +102,13 @@ TEST_CASE("invalid requests get an error and the connection stays usable", "[e2e
   c.write(protocol::encode_hello(c.next_id(), alice, "", "t"));
   CHECK(expect_error(c) == wire::ErrorCode::BadRequest);  // Hello twice
 
-  CHECK(c.send("not valid!", 1, "x").frame()->body_as_Error()->code() == wire::ErrorCode::BadRequest);
-  CHECK(c.send(bob, 0, "x").frame()->body_as_Error()->code() == wire::ErrorCode::BadRequest);
-  CHECK(c.send(bob, 2, std::string(1001, 'x')).frame()->body_as_Error()->code() ==
+  CHECK(error_code_of(c.send("not valid!", 1, "x")) == wire::ErrorCode::BadRequest);
+  CHECK(error_code_of(c.send(bob, 0, "x")) == wire::ErrorCode::BadRequest);
+  CHECK(error_code_of(c.send(bob, 2, std::string(1001, 'x'))) ==
         wire::ErrorCode::TooLarge);
-  CHECK(c.send(bob, 3, "bad \xC0\xAF utf8").frame()->body_as_Error()->code() ==
+  CHECK(error_code_of(c.send(bob, 3, "bad \xC0\xAF utf8")) ==
         wire::ErrorCode::BadRequest);
-  CHECK(c.send(bob, 4, std::string("nul\0byte", 8)).frame()->body_as_Error()->code() ==
+  CHECK(error_code_of(c.send(bob, 4, std::string("nul\0byte", 8))) ==
         wire::ErrorCode::BadRequest);
   c.write(protocol::encode_pull(c.next_id(), -1, 10, 0));
   CHECK(expect_error(c) == wire::ErrorCode::BadRequest);
@@ -127,15 +122,13 @@ TEST_CASE("invalid requests get an error and the connection stays usable", "[e2e
 
   // None of that stored anything; the connection still works.
   const auto ok = c.send(bob, 5, "valid");
-  REQUIRE(ok.frame()->body_type() == wire::Body::SendAck);
-  CHECK(ok.frame()->body_as_SendAck()->seq() == 1);
+  CHECK(body_of<wire::SendAck>(ok).seq() == 1);
 
   // Pull limit above the server maximum is capped, not refused.
   RawClient b(server.port());
   b.hello(bob);
   const auto page = b.pull(0, 1000000);
-  REQUIRE(page.frame()->body_type() == wire::Body::PullResult);
-  CHECK(page.frame()->body_as_PullResult()->messages()->size() == 1);
+  CHECK(test::page_size(body_of<wire::PullResult>(page)) == 1);
 }
 
 TEST_CASE("frames split across many writes and pipelined in one write are read", "[e2e]") {
@@ -152,12 +145,7 @@ TEST_CASE("frames split across many writes and pipelined in one write are read",
   for (std::size_t i = 0; i < 20; ++i) c.write_bytes({all[i]});
   c.write_bytes(std::vector<std::uint8_t>(all.begin() + 20, all.end()));
   std::set<std::int64_t> seqs;
-  for (int i = 0; i < 5; ++i) {
-    auto r = c.read();
-    REQUIRE(r);
-    REQUIRE(r->frame()->body_type() == wire::Body::SendAck);
-    seqs.insert(r->frame()->body_as_SendAck()->seq());
-  }
+  for (int i = 0; i < 5; ++i) seqs.insert(body_of<wire::SendAck>(expect_frame(c.read(), "SendAck")).seq());
   CHECK(seqs == std::set<std::int64_t>{1, 2, 3, 4, 5});
 }
 
@@ -176,15 +164,10 @@ TEST_CASE("clean shutdown acks every send already received", "[e2e]") {
     // Wait until the server has read them (a ping is answered in order of
     // reading, after every send before it was handed to the writer).
     c.write(protocol::encode_ping(c.next_id(), 1));
-    auto pong = c.read();
-    REQUIRE(pong);
-    REQUIRE(pong->frame()->body_type() == wire::Body::Pong);
+    body_of<wire::Pong>(expect_frame(c.read(), "Pong"));
     std::thread stopper([&] { server.stop(); });
     for (int i = 0; i < kSends; ++i) {
-      auto r = c.read();
-      REQUIRE(r);
-      REQUIRE(r->frame()->body_type() == wire::Body::SendAck);
-      acked.push_back(r->frame()->body_as_SendAck()->seq());
+      acked.push_back(body_of<wire::SendAck>(expect_frame(c.read(), "SendAck")).seq());
     }
     stopper.join();
     CHECK(c.closed_by_server());
@@ -194,7 +177,6 @@ TEST_CASE("clean shutdown acks every send already received", "[e2e]") {
   RawClient b(again.port());
   b.hello(bob);
   const auto page = b.pull(0, 1000);
-  REQUIRE(page.frame()->body_type() == wire::Body::PullResult);
-  CHECK(page.frame()->body_as_PullResult()->messages()->size() == kSends);
+  CHECK(test::page_size(body_of<wire::PullResult>(page)) == kSends);
   CHECK(acked.size() == kSends);
 }

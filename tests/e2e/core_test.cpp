@@ -7,31 +7,22 @@
 #include <set>
 #include <thread>
 
+#include "tests/support/expect_frame.hpp"
 #include "tests/support/raw_client.hpp"
 #include "tests/support/test_server.hpp"
 
 using namespace im;
+using im::test::body_of;
+using im::test::expect_frame;
 using im::test::RawClient;
 using im::test::TestServer;
 using im::test::unique_prefix;
 
 namespace {
 
-const wire::SendAck& ack_of(const test::Received& r) {
-  INFO("response type " << static_cast<int>(r.frame()->body_type()));
-  REQUIRE(r.frame()->body_type() == wire::Body::SendAck);
-  return *r.frame()->body_as_SendAck();
-}
-
-const wire::PullResult& pull_of(const test::Received& r) {
-  REQUIRE(r.frame()->body_type() == wire::Body::PullResult);
-  return *r.frame()->body_as_PullResult();
-}
-
-wire::ErrorCode error_of(const test::Received& r) {
-  REQUIRE(r.frame()->body_type() == wire::Body::Error);
-  return r.frame()->body_as_Error()->code();
-}
+const wire::SendAck& ack_of(const test::Received& r) { return body_of<wire::SendAck>(r); }
+const wire::PullResult& pull_of(const test::Received& r) { return body_of<wire::PullResult>(r); }
+wire::ErrorCode error_of(const test::Received& r) { return test::error_code_of(r); }
 
 /// Reads `user`'s whole inbox from 0 following the cursor.
 std::vector<protocol::MessageRecord> read_inbox(RawClient& c) {
@@ -154,7 +145,7 @@ TEST_CASE("a resend with the same client_msg_id returns the first ack and stores
   for (int i = 0; i < 3; ++i) a.write(protocol::encode_send(a.next_id(), bob, 8, "twice"));
   const auto other = a2.send(bob, 8, "twice");
   std::set<std::int64_t> ids{ack_of(other).message_id()};
-  for (int i = 0; i < 3; ++i) ids.insert(ack_of(*a.read()).message_id());
+  for (int i = 0; i < 3; ++i) ids.insert(ack_of(expect_frame(a.read(), "SendAck")).message_id());
   CHECK(ids.size() == 1);
 
   // Reusing a key for a different message is refused.
@@ -247,13 +238,13 @@ TEST_CASE("history pages one conversation both ways", "[e2e]") {
   }
   auto history = [&](RawClient& who, const std::string& peer, std::int64_t cursor, bool reverse) {
     who.write(protocol::encode_history(who.next_id(), peer, cursor, 4, reverse));
-    auto r = who.read();
-    REQUIRE(r);
-    REQUIRE(r->frame()->body_type() == wire::Body::HistoryResult);
-    const auto* h = r->frame()->body_as_HistoryResult();
+    const auto r = expect_frame(who.read(), "HistoryResult");
+    const auto& h = body_of<wire::HistoryResult>(r);
     std::vector<std::int64_t> got;
-    for (const auto* m : *h->messages()) got.push_back(m->message_id());
-    return std::make_tuple(got, h->next_cursor(), h->has_more());
+    if (h.messages()) {
+      for (const auto* m : *h.messages()) got.push_back(m->message_id());
+    }
+    return std::make_tuple(got, h.next_cursor(), h.has_more());
   };
   // Newest first, then older.
   auto [newest, cur, more] = history(a, bob, 0, true);

@@ -19,11 +19,14 @@
 #include <asio/write.hpp>
 
 #include "client/client.hpp"
+#include "tests/support/expect_frame.hpp"
 #include "tests/support/raw_client.hpp"
 #include "tests/support/test_server.hpp"
 
 using namespace im;
 using namespace std::chrono_literals;
+using im::test::body_of;
+using im::test::expect_frame;
 using im::test::TestServer;
 using im::test::unique_prefix;
 using Clock = std::chrono::steady_clock;
@@ -97,8 +100,9 @@ class TimedClient {
   void hello(const std::string& user) {
     write(protocol::encode_hello(next_id(), user, "", "limits-test"));
     auto r = read();
-    if (!r || r->frame()->body_type() != wire::Body::Welcome) {
-      throw std::runtime_error("hello as " + user + " was not welcomed");
+    if (!r) throw std::runtime_error("hello as " + user + ": no response");
+    if (r->frame()->body_type() != wire::Body::Welcome) {
+      throw std::runtime_error("hello as " + user + " was not welcomed: got " + r->describe());
     }
   }
   test::Received send(const std::string& to, std::uint64_t client_msg_id, const std::string& body) {
@@ -152,34 +156,23 @@ struct Fatal {
 };
 
 Fatal expect_fatal(TimedClient& c, std::chrono::milliseconds timeout = 5s) {
-  auto r = c.read(timeout);
-  REQUIRE(r);
-  REQUIRE(r->frame()->body_type() == wire::Body::Error);
-  CHECK(r->frame()->request_id() == 0);
-  const auto* e = r->frame()->body_as_Error();
-  Fatal f{e->code(), e->message() ? e->message()->str() : "", e->retry_after_ms()};
+  const auto r = expect_frame(c.read(timeout), "fatal Error");
+  const auto& e = body_of<wire::Error>(r);
+  CHECK(r.frame()->request_id() == 0);
+  Fatal f{e.code(), e.message() ? e.message()->str() : "", e.retry_after_ms()};
   CHECK(c.closed_by_server());
   return f;
 }
 
-void require_ack(const test::Received& r) {
-  INFO("response type " << static_cast<int>(r.frame()->body_type()));
-  REQUIRE(r.frame()->body_type() == wire::Body::SendAck);
-}
+void require_ack(const test::Received& r) { body_of<wire::SendAck>(r); }
 
 std::size_t inbox_size(TimedClient& c) {
-  const auto r = c.pull(0, 1000);
-  REQUIRE(r.frame()->body_type() == wire::Body::PullResult);
-  const auto* m = r.frame()->body_as_PullResult()->messages();
-  return m ? m->size() : 0;
+  return test::page_size(body_of<wire::PullResult>(c.pull(0, 1000)));
 }
 
 void require_pong(TimedClient& c, std::uint64_t nonce) {
   c.write(protocol::encode_ping(c.next_id(), nonce));
-  auto r = c.read(3s);
-  REQUIRE(r);
-  REQUIRE(r->frame()->body_type() == wire::Body::Pong);
-  CHECK(r->frame()->body_as_Pong()->nonce() == nonce);
+  CHECK(body_of<wire::Pong>(expect_frame(c.read(3s), "Pong")).nonce() == nonce);
 }
 
 /// Connects until the server admits a connection (a closed one's slot is
@@ -380,7 +373,7 @@ TEST_CASE("limits: a long poll longer than the idle timeout is not idle", "[e2e]
   const auto t0 = Clock::now();
   const auto r = waiter.pull(0, 10, 1200);  // nothing arrives: answered empty at 1.2 s
   const auto waited = Clock::now() - t0;
-  REQUIRE(r.frame()->body_type() == wire::Body::PullResult);
+  body_of<wire::PullResult>(r);
   CHECK(waited >= 1100ms);
   // The idle time starts again once the answer is out, not at the Pull.
   std::this_thread::sleep_for(150ms);
@@ -392,10 +385,8 @@ TEST_CASE("limits: a long poll longer than the idle timeout is not idle", "[e2e]
   TimedClient sender(server.port());
   sender.hello(p + "-sender");
   require_ack(sender.send(p + "-waiter", 1, "wake up"));
-  const auto woken = waiter.read(3s);
-  REQUIRE(woken);
-  REQUIRE(woken->frame()->body_type() == wire::Body::PullResult);
-  CHECK(woken->frame()->body_as_PullResult()->messages()->size() == 1);
+  const auto woken = expect_frame(waiter.read(3s), "PullResult");
+  CHECK(test::page_size(body_of<wire::PullResult>(woken)) == 1);
 }
 
 TEST_CASE("limits: sends above --send-rate/--send-burst get rate_limited and store nothing",
@@ -418,16 +409,14 @@ TEST_CASE("limits: sends above --send-rate/--send-burst get rate_limited and sto
   int acked = 0, limited = 0;
   std::uint32_t retry_after = 0;
   for (int i = 0; i < 20; ++i) {
-    auto r = a.read();
-    REQUIRE(r);
-    if (r->frame()->body_type() == wire::Body::SendAck) {
+    const auto r = expect_frame(a.read(), "SendAck or Error");
+    if (r.frame()->body_type() == wire::Body::SendAck) {
       ++acked;
     } else {
-      REQUIRE(r->frame()->body_type() == wire::Body::Error);
-      const auto* e = r->frame()->body_as_Error();
-      CHECK(e->code() == wire::ErrorCode::RateLimited);
-      CHECK(r->frame()->request_id() != 0);  // an answer, not a fatal error
-      retry_after = std::max(retry_after, e->retry_after_ms());
+      const auto& e = body_of<wire::Error>(r);
+      CHECK(e.code() == wire::ErrorCode::RateLimited);
+      CHECK(r.frame()->request_id() != 0);  // an answer, not a fatal error
+      retry_after = std::max(retry_after, e.retry_after_ms());
       ++limited;
     }
   }
@@ -539,9 +528,7 @@ TEST_CASE("hostile: garbage after a valid frame, a frame cut short, and a frame 
                                             'f', 'r', 'a', 'm', 'e', '!'};
     bytes.insert(bytes.end(), junk.begin(), junk.end());
     c.write_bytes(bytes);
-    auto pong = c.read();
-    REQUIRE(pong);
-    CHECK(pong->frame()->body_type() == wire::Body::Pong);
+    body_of<wire::Pong>(expect_frame(c.read(), "Pong"));
     CHECK(expect_fatal(c).code == wire::ErrorCode::ProtocolError);
     require_pong(good, 1);
   }
@@ -593,11 +580,9 @@ TEST_CASE("pipelining: thousands of requests in one write are all answered, in o
   }
   c.write_bytes(all);
   for (std::uint64_t i = 0; i < kCount; ++i) {
-    auto r = c.read(10s);
-    REQUIRE(r);
-    REQUIRE(r->frame()->body_type() == wire::Body::Pong);
-    REQUIRE(r->frame()->request_id() == first_id + i);
-    REQUIRE(r->frame()->body_as_Pong()->nonce() == 1000 + i);
+    const auto r = expect_frame(c.read(10s), "Pong");
+    REQUIRE(body_of<wire::Pong>(r).nonce() == 1000 + i);
+    REQUIRE(r.frame()->request_id() == first_id + i);
   }
 }
 
@@ -625,16 +610,13 @@ TEST_CASE("pipelining: frames at any offset of a read, and frames cut anywhere, 
     return bytes;
   };
   auto expect_answers = [&](std::uint64_t nonce) {
-    auto pong = c.read();
-    REQUIRE(pong);
-    REQUIRE(pong->frame()->body_type() == wire::Body::Pong);
-    CHECK(pong->frame()->body_as_Pong()->nonce() == nonce);
-    const std::uint64_t first = pong->frame()->request_id() + 1;
+    const auto pong = expect_frame(c.read(), "Pong");
+    CHECK(body_of<wire::Pong>(pong).nonce() == nonce);
+    const std::uint64_t first = pong.frame()->request_id() + 1;
     for (std::uint64_t i = 0; i < 5; ++i) {
-      auto r = c.read();
-      REQUIRE(r);
-      require_ack(*r);
-      CHECK(r->frame()->request_id() == first + i);
+      const auto r = expect_frame(c.read(), "SendAck");
+      require_ack(r);
+      CHECK(r.frame()->request_id() == first + i);
     }
   };
   // In one write: one read on the server (most likely), frames at odd offsets.
@@ -651,7 +633,7 @@ TEST_CASE("pipelining: frames at any offset of a read, and frames cut anywhere, 
   TimedClient b(server.port());
   b.hello(p + "-b");
   const auto r = b.pull(0, 100);
-  const auto* m = r.frame()->body_as_PullResult()->messages();
+  const auto* m = body_of<wire::PullResult>(r).messages();
   REQUIRE(m);
   REQUIRE(m->size() == 10);
   for (std::uint32_t i = 0; i < 10; ++i) {

@@ -23,6 +23,7 @@
 #include <openssl/ssl.h>
 
 #include "client/client.hpp"
+#include "tests/support/expect_frame.hpp"
 #include "tests/support/raw_client.hpp"
 #include "tests/support/test_certs.hpp"
 #include "tests/support/test_server.hpp"
@@ -321,11 +322,9 @@ TEST_CASE("TLS: the handshake deadline covers Hello, and close_notify is bounded
   RawTlsClient c(server.port());
   REQUIRE_FALSE(c.handshake());
   // No Hello: the deadline's Error arrives over TLS, then the server's close_notify.
-  const auto r = c.read(5s);
-  REQUIRE(r);
-  REQUIRE(r->frame()->body_type() == wire::Body::Error);
-  CHECK(r->frame()->request_id() == 0);
-  CHECK(r->frame()->body_as_Error()->code() == wire::ErrorCode::ProtocolError);
+  const auto r = test::expect_frame(c.read(5s), "fatal Error");
+  CHECK(test::error_code_of(r) == wire::ErrorCode::ProtocolError);
+  CHECK(r.frame()->request_id() == 0);
   CHECK_FALSE(c.read(5s));
   CHECK(c.last_error() == asio::error::eof);  // a clean TLS close, not a truncation
   // This client never answers close_notify: the server closes TCP anyway.

@@ -13,6 +13,17 @@
 
 namespace im::test {
 
+std::string Received::describe() const {
+  const wire::Frame* f = frame();
+  const char* name = wire::EnumNameBody(f->body_type());
+  std::string out = name && *name ? name : "body type " + std::to_string(static_cast<int>(f->body_type()));
+  if (const wire::Error* e = f->body_as_Error()) {
+    out += std::string("{") + protocol::error_code_name(e->code()) + ": " +
+           (e->message() ? e->message()->str() : std::string()) + "}";
+  }
+  return out + " (request id " + std::to_string(f->request_id()) + ")";
+}
+
 RawClient::RawClient(std::uint16_t port, const std::string& host) : socket_(io_) {
   socket_.connect(asio::ip::tcp::endpoint(asio::ip::make_address(host), port));
   socket_.set_option(asio::ip::tcp::no_delay(true));
@@ -80,8 +91,9 @@ int RawClient::receive_some(std::chrono::steady_clock::time_point deadline) {
 void RawClient::hello(const std::string& user) {
   write(protocol::encode_hello(next_id(), user, "", "raw-test"));
   auto r = read();
-  if (!r || r->frame()->body_type() != wire::Body::Welcome) {
-    throw std::runtime_error("hello as " + user + " was not welcomed");
+  if (!r) throw std::runtime_error("hello as " + user + ": no response");
+  if (r->frame()->body_type() != wire::Body::Welcome) {
+    throw std::runtime_error("hello as " + user + " was not welcomed: got " + r->describe());
   }
 }
 

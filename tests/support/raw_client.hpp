@@ -17,10 +17,14 @@
 
 namespace im::test {
 
-/// One received frame, with its bytes kept alive.
+/// One received frame, with its bytes kept alive. Read its body through
+/// tests/support/expect_frame.hpp (body_of<T>), which checks the type first.
 struct Received {
   std::vector<std::uint8_t> bytes;  // the whole frame, length prefix included
   const wire::Frame* frame() const { return flatbuffers::GetSizePrefixedRoot<wire::Frame>(bytes.data()); }
+  /// For failure messages: the body type and request id, and an Error's code
+  /// and message, e.g. "Error{too_large: body is 1001 bytes; ...} (request id 4)".
+  std::string describe() const;
 };
 
 class RawClient {

@@ -267,6 +267,7 @@ TEST_CASE("protocol round trip: Error with every code", "[unit][protocol][frames
   }
   // retry_after_ms defaults to 0.
   const Received r(encode_error(1, wire::ErrorCode::BadRequest, "x"));
+  REQUIRE(r.frame->body_as_Error());
   CHECK(r.frame->body_as_Error()->retry_after_ms() == 0);
 }
 
