@@ -118,12 +118,15 @@ void Service::on_hello(const std::shared_ptr<Connection>& conn, std::uint64_t ri
   }
   const std::string_view user = m.user() ? m.user()->string_view() : std::string_view{};
   const std::string_view token = m.token() ? m.token()->string_view() : std::string_view{};
+  // A malformed user id is a malformed request, not an authentication failure:
+  // it is refused before the token is looked at, and the connection stays open.
+  // Under --auth none the id is required; with tokens it may be left empty.
+  if ((auth_.keys == nullptr || !user.empty()) && !protocol::valid_user_id(user)) {
+    return conn->respond(encode_error(
+        rid, ErrorCode::BadRequest, "user must be 1-64 bytes of letters, digits, '.', '_', '-'"));
+  }
   if (auth_.keys == nullptr) {
     // --auth none: the user is whoever Hello says (development only).
-    if (!protocol::valid_user_id(user)) {
-      return conn->respond(encode_error(
-          rid, ErrorCode::BadRequest, "user must be 1-64 bytes of letters, digits, '.', '_', '-'"));
-    }
     conn->user.assign(user);
   } else {
     // An authentication failure closes the connection: guessing costs a
@@ -141,6 +144,8 @@ void Service::on_hello(const std::shared_ptr<Connection>& conn, std::uint64_t ri
       }
       return conn->fail(encode_error(rid, ErrorCode::Unauthenticated, check.message()));
     }
+    // A well-formed id that is not the token's user: the token is genuine but
+    // used for someone else, so this is refused like a bad token (closed).
     if (!user.empty() && user != check.user) {
       return conn->fail(encode_error(rid, ErrorCode::Forbidden,
                                      "Hello's user differs from the token's user; a token "

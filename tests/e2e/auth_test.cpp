@@ -1,8 +1,9 @@
 // End-to-end: authentication and authorization over a real server that checks
-// tokens. Every refused Hello gets its exact error code and closes only its
-// own connection; a session is exactly the token's user, for sends, pulls and
-// history; password accounts hand out working tokens. Meanwhile a legitimate
-// session keeps working and nothing is stored on behalf of a refused client.
+// tokens. Every refused Hello gets its exact error code; a refused token closes
+// only its own connection, a malformed user id closes nothing; a session is
+// exactly the token's user, for sends, pulls and history; password accounts
+// hand out working tokens. Meanwhile a legitimate session keeps working and
+// nothing is stored on behalf of a refused client.
 #include <catch2/catch.hpp>
 
 #include <set>
@@ -136,6 +137,60 @@ TEST_CASE("auth: refused tokens get their exact error and close only their conne
   REQUIRE(messages);
   REQUIRE(messages->size() == sent);
   for (const auto* m : *messages) CHECK(m->sender()->str() == alice);
+}
+
+TEST_CASE("auth: a malformed Hello user id is bad_request before any token check and the "
+          "connection stays open - another user's id is forbidden and closes",
+          "[e2e][auth]") {
+  TestServer server(with_token_auth);
+  const std::string alice = unique_prefix("alice"), bob = unique_prefix("bob");
+  const std::string alices_token = token_for(alice);
+
+  // A malformed id is a malformed request, whatever the token: even a valid
+  // token (or none) does not turn it into an authentication failure. One
+  // section per case, so that each is reported on its own.
+  struct Case {
+    const char* name;
+    std::string user;
+    std::string token;
+  };
+  const Case cases[] = {
+      {"a space, with a valid token", "a b", alices_token},
+      {"65 bytes, with a valid token", std::string(65, 'a'), alices_token},
+      {"non-ASCII, with a valid token", "ali\xC3\xA9", alices_token},
+      {"a space, with no token", "a b", ""},
+      {"a space, with a malformed token", "a b", "im1:nonsense"},
+  };
+  std::uint64_t client_msg_id = 0;
+  for (const Case& c : cases) {
+    ++client_msg_id;
+    DYNAMIC_SECTION("malformed id: " << c.name) {
+      RawClient raw(server.port());
+      const Received r = hello(raw, c.user, c.token);
+      CHECK(error_code(r) == wire::ErrorCode::BadRequest);
+      CHECK(r.frame()->request_id() == 1);
+      // Still open, and still without a session: a correct Hello opens one.
+      const Received welcome = hello(raw, alice, alices_token);
+      REQUIRE(welcome.frame()->body_type() == wire::Body::Welcome);
+      CHECK(welcome.frame()->body_as_Welcome()->user()->str() == alice);
+      CHECK(raw.send(bob, client_msg_id, "after a refused Hello").frame()->body_type() ==
+            wire::Body::SendAck);
+    }
+  }
+
+  SECTION("64 bytes, the longest valid id, gets as far as the token check") {
+    RawClient longest(server.port());
+    const std::string id64(64, 'z');
+    CHECK(hello(longest, id64, token_for(id64)).frame()->body_type() == wire::Body::Welcome);
+  }
+
+  SECTION("a well-formed id that is not the token's user: forbidden, then closed") {
+    RawClient other(server.port());
+    const Received r = hello(other, bob, alices_token);
+    CHECK(error_code(r) == wire::ErrorCode::Forbidden);
+    CHECK(r.frame()->request_id() == 1);
+    CHECK(other.closed_by_server());
+  }
 }
 
 TEST_CASE("auth: a session is its token's user - own sender name, own inbox, own conversations",

@@ -331,10 +331,13 @@ class Harness {
     }
     if (w.from_fail) {
       // The connection closes after this Error: a framing error (request id
-      // 0), or the service refusing a request so that the session ends.
+      // 0). The service ends a session only for a refused token or an expired
+      // session, and under --auth none there are neither: a refused Hello
+      // (a second one, a bad version, a malformed user id) leaves it open.
       expect(type == wire::Body::Error, "fail() wrote something other than an Error");
+      expect(rid == 0, fmt::format("request {} was refused with a close under --auth none", rid));
       ++stats_.failures;
-      if (rid == 0) return;
+      return;
     }
     ++stats_.responses;
     if (rid == 0) {
@@ -410,6 +413,11 @@ class Harness {
     if (account) {
       expect(e.code() == wire::ErrorCode::Forbidden,
              "Register or Login on a server without accounts got an Error other than forbidden");
+    }
+    // Under --auth none every refused Hello is a malformed (or second) one.
+    if (p.type == wire::Body::Hello) {
+      expect(e.code() == wire::ErrorCode::BadRequest,
+             "a refused Hello got an Error other than bad_request under --auth none");
     }
     if (p.type != wire::Body::Hello && p.type != wire::Body::Ping && !needs_user && !account) {
       expect(e.code() == wire::ErrorCode::BadRequest,
