@@ -201,10 +201,17 @@ TEST_CASE("caps: after Hello a frame of --max-frame-bytes is accepted and one by
     body_of<wire::SendAck>(expect_frame(c.read(), "SendAck"));
     c.write_bytes(send_of_length(c.next_id(), bob, 2, body, kMaxFrame - 1));
     body_of<wire::SendAck>(expect_frame(c.read(), "SendAck"));
+    // Both stored; a page is cut at max_frame_bytes, so they come one a page.
     const auto page = good.pull(0, 10);
     const auto& p = body_of<wire::PullResult>(page);
-    REQUIRE(page_size(p) == 2);
+    REQUIRE(page_size(p) == 1);
+    CHECK(p.has_more());
     CHECK(p.messages()->Get(0)->body()->str() == body);
+    const auto second = good.pull(p.next_after_seq(), 10);
+    const auto& p2 = body_of<wire::PullResult>(second);
+    REQUIRE(page_size(p2) == 1);
+    CHECK_FALSE(p2.has_more());
+    CHECK(p2.messages()->Get(0)->seq() == 2);
   }
   SECTION("one byte above the limit") {
     RawClient c(server.port());
