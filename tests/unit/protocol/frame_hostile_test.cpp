@@ -345,6 +345,25 @@ TEST_CASE("protocol hostile: the depth limit counts nested tables", "[unit][prot
   CHECK(verify_frame(ping, {.max_depth = 1, .max_tables = 64}, why) == nullptr);
 }
 
+TEST_CASE("protocol hostile: the table limit counts visits, not distinct tables",
+          "[unit][protocol][hostile][limits]") {
+  // protocol/README.md §1: a vector naming one Message n times costs n tables.
+  auto repeated = [](int n) {
+    flatbuffers::FlatBufferBuilder fbb;
+    const auto m = wire::CreateMessage(fbb, 1, 1, fbb.CreateString("a"), fbb.CreateString("b"),
+                                       fbb.CreateString("hi"), 1, 1);
+    const std::vector<flatbuffers::Offset<wire::Message>> same(static_cast<std::size_t>(n), m);
+    const auto result = wire::CreatePullResult(fbb, fbb.CreateVector(same), 1, false);
+    fbb.FinishSizePrefixed(wire::CreateFrame(fbb, 1, wire::Body::PullResult, result.Union()),
+                           wire::FrameIdentifier());
+    return Bytes(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
+  };
+  std::string why;
+  CHECK(verify_frame(repeated(62), VerifyLimits{}, why) != nullptr);  // 2 + 62 = 64 visits
+  CHECK(verify_frame(repeated(63), VerifyLimits{}, why) == nullptr);
+  CHECK(VerifyLimits{}.max_depth == 8);  // never reached: this schema nests 3 deep at most
+}
+
 TEST_CASE("protocol hostile: a frame with no body verifies with body type NONE",
           "[unit][protocol][hostile]") {
   flatbuffers::FlatBufferBuilder fbb;

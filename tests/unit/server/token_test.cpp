@@ -97,6 +97,12 @@ TEST_CASE("key rings: entries, comments, separators and clear errors", "[unit][a
   CHECK(keys.find("c") == nullptr);
   // A secret may contain '=' (base64): only the first one separates.
   CHECK(ring("k=" + kSecretA + "==").signing_key().secret == kSecretA + "==");
+  // A secret is literal text, never decoded (protocol/README.md, Tokens): the
+  // 64 hex digits of `openssl rand -hex 32` are a 64-byte key, not 32 bytes.
+  const std::string hex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+  CHECK(ring("k=" + hex).signing_key().secret == hex);
+  // A secret of 16 bytes written as 32 hex digits is long enough as text.
+  CHECK(ring("k=" + hex.substr(0, 32)).signing_key().secret.size() == 32);
 
   auto error_of = [](const std::string& text) {
     try {
