@@ -125,6 +125,27 @@ int main(int argc, char** argv) {
     s.run().send(0, pull(10, 0)).send(0, pull(11, 0, 2)).send(0, pull(12, 2, 2)).send(0, pull(13, 4, 9));
     w("seed-ok-pull-pages", s.run());
   }
+  // Limits above --max-pull-limit on an inbox (and a conversation) holding
+  // more than it: each page is exactly the cap. The model checks the cap, so
+  // a service that stops capping fails the replay.
+  {
+    DispatchScript s(2, im::fuzz::kConfigSmallPulls);  // cap 2, default 1
+    s.send(0, hello(1, "dave")).send(1, hello(1, "erin"));
+    for (std::uint64_t i = 1; i <= 5; ++i) s.send(1, send(1 + i, "dave", i, "e" + std::to_string(i)));
+    s.run()
+        .send(0, pull(2, 0, 3))
+        .send(0, pull(3, 1, 0xffffffffu))
+        .send(0, history(4, "erin", 0, 9))
+        .send(0, history(5, "erin", 0, 9, true));
+    w("seed-ok-pull-above-cap", s.run());
+  }
+  {
+    DispatchScript s(1);  // cap 50, default 10
+    s.send(0, hello(1, "fay"));
+    for (std::uint64_t i = 1; i <= 60; ++i) s.send(0, send(1 + i, "fay", i, "f"));
+    s.run().send(0, pull(100, 0, 1000)).send(0, pull(101, 0)).send(0, history(102, "fay", 0, 51, true));
+    w("seed-ok-pull-above-default-cap", s.run());
+  }
   w("seed-ok-history", DispatchScript(2)
                            .send(0, hello(1, "alice"))
                            .send(1, hello(1, "bob"))
