@@ -14,7 +14,7 @@
 // behind PostgreSQL is found and raised by that thread alone; the inbox's
 // commit notifications arrive in commit order. Lanes are not ordered against
 // each other and need not be: no guarantee spans two inboxes, and responses may
-// arrive in any order (DESIGN.md, wire protocol). Two things do change:
+// arrive in any order (protocol/README.md). Two things do change:
 // - message ids come from one sequence that all lanes draw on, so within one
 //   process ids are no longer in commit order (History pages by id; the README
 //   says so, as it did for several processes);

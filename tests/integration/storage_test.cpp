@@ -1,6 +1,6 @@
 // Integration: the storage adapters against a real PostgreSQL and Redis.
 // These drive the writer and reader directly, to put the seq hazards of
-// DESIGN.md (Redis losing or lagging counters, gaps) under test.
+// the design (Redis losing or lagging counters, gaps) under test.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -14,6 +14,7 @@
 #include <hiredis/hiredis.h>
 #include <pqxx/pqxx>
 
+#include "tests/support/send_future.hpp"
 #include "server/app/server.hpp"
 #include "server/service/waiters.hpp"
 #include "server/storage/group_commit_writer.hpp"
@@ -58,20 +59,12 @@ struct Harness {
     reader->start();
   }
 
-  using SendResult = std::pair<StoreStatus, protocol::SendAckRecord>;
+  using SendResult = test::SendResult;
 
   /// Submits a send and returns at once; the future holds its outcome.
   std::future<SendResult> send_async(const std::string& from, const std::string& to,
                                      std::uint64_t cmid, const std::string& body) {
-    auto done = std::make_shared<std::promise<SendResult>>();
-    std::future<SendResult> result = done->get_future();
-    SendCommand cmd{from, to, body, cmid, now_us(), {}};
-    cmd.done = [done](const StoreStatus& s, const protocol::SendAckRecord& a) {
-      done->set_value({s, a});
-    };
-    const StoreStatus queued = writer->submit(cmd);
-    if (!queued.ok()) done->set_value({queued, {}});
-    return result;
+    return test::submit_send(*writer, from, to, cmid, body, now_us());
   }
 
   SendResult send(const std::string& from, const std::string& to, std::uint64_t cmid,

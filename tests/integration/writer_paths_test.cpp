@@ -15,6 +15,7 @@
 #include <hiredis/hiredis.h>
 #include <pqxx/pqxx>
 
+#include "tests/support/send_future.hpp"
 #include "server/app/server.hpp"
 #include "server/service/waiters.hpp"
 #include "server/storage/group_commit_writer.hpp"
@@ -53,7 +54,7 @@ long long redis_command(int db, const std::string& command) {
   return v;
 }
 
-using SendResult = std::pair<StoreStatus, protocol::SendAckRecord>;
+using SendResult = test::SendResult;
 
 /// One GroupCommitWriter of the test's own, on Redis database `db`, with a
 /// unique name (so its PostgreSQL application_name is the test's alone).
@@ -79,15 +80,7 @@ struct Writer {
   }
   std::future<SendResult> send_async(const std::string& from, const std::string& to,
                                      std::uint64_t cmid, const std::string& body) {
-    auto done = std::make_shared<std::promise<SendResult>>();
-    std::future<SendResult> result = done->get_future();
-    SendCommand cmd{from, to, body, cmid, now_us(), {}};
-    cmd.done = [done](const StoreStatus& s, const protocol::SendAckRecord& a) {
-      done->set_value({s, a});
-    };
-    const StoreStatus queued = writer->submit(cmd);
-    if (!queued.ok()) done->set_value({queued, {}});
-    return result;
+    return test::submit_send(*writer, from, to, cmid, body, now_us());
   }
 
   SendResult send(const std::string& from, const std::string& to, std::uint64_t cmid,
