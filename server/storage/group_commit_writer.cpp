@@ -18,30 +18,40 @@ constexpr const char* kFindExisting = "im_find_existing";
 constexpr const char* kMaxSeq = "im_max_seq";
 constexpr const char* kTombstone = "im_tombstone";
 
-// One statement per batch: messages (idempotent on (sender, client_msg_id)),
-// then one inbox row per input row - the message, or a tombstone for a row
-// that turned out to be a resend, so its allocated seq leaves no gap.
+// One statement per batch. A send whose (sender, client_msg_id) is not stored
+// yet takes the next seq of its receiver's range ($7 is the range's first seq),
+// in batch order; a resend (or a key reused for another message) takes none,
+// so it leaves the receiver's inbox untouched. A key stored by a concurrent
+// writer between the check and the insert loses the insert: its seq gets a
+// tombstone, so the run stays gap-free. Returns (ord, message id or NULL, seq)
+// for each send that took a seq.
 constexpr const char* kInsertBatchSql = R"SQL(
 WITH input AS (
   SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::bigint[], $5::text[],
                        $6::bigint[], $7::bigint[])
-    AS t(ord, sender, receiver, client_msg_id, body, created_us, seq)
+    AS t(ord, sender, receiver, client_msg_id, body, created_us, first_seq)
+), fresh AS (
+  SELECT i.ord, i.sender, i.receiver, i.client_msg_id, i.body, i.created_us,
+         i.first_seq + row_number() OVER (PARTITION BY i.receiver ORDER BY i.ord) - 1 AS seq
+  FROM input i
+  WHERE NOT EXISTS (SELECT 1 FROM messages m
+                    WHERE m.sender = i.sender AND m.client_msg_id = i.client_msg_id)
 ), ins AS (
   INSERT INTO messages (sender, receiver, conversation, client_msg_id, body, created_at, seq)
   SELECT sender, receiver,
          CASE WHEN sender COLLATE "C" < receiver COLLATE "C"
               THEN sender || ' ' || receiver ELSE receiver || ' ' || sender END,
          client_msg_id, body, timestamptz 'epoch' + created_us * interval '1 microsecond', seq
-  FROM input ORDER BY ord
+  FROM fresh ORDER BY ord
   ON CONFLICT (sender, client_msg_id) DO NOTHING
   RETURNING id, sender, client_msg_id
 ), box AS (
   INSERT INTO inbox (owner, seq, message_id)
-  SELECT i.receiver, i.seq, ins.id
-  FROM input i LEFT JOIN ins ON ins.sender = i.sender AND ins.client_msg_id = i.client_msg_id
+  SELECT f.receiver, f.seq, ins.id
+  FROM fresh f LEFT JOIN ins ON ins.sender = f.sender AND ins.client_msg_id = f.client_msg_id
 )
-SELECT i.ord, ins.id
-FROM input i LEFT JOIN ins ON ins.sender = i.sender AND ins.client_msg_id = i.client_msg_id
+SELECT f.ord, ins.id, f.seq
+FROM fresh f LEFT JOIN ins ON ins.sender = f.sender AND ins.client_msg_id = f.client_msg_id
 )SQL";
 
 constexpr const char* kFindExistingSql = R"SQL(
@@ -73,11 +83,17 @@ WriterStats& WriterStats::operator+=(const WriterStats& o) {
   counter_raises += o.counter_raises;
   unique_violation_retries += o.unique_violation_retries;
   deadlock_retries += o.deadlock_retries;
+  seqs_given_back += o.seqs_given_back;
+  seqs_tombstoned += o.seqs_tombstoned;
   return *this;
 }
 
 struct GroupCommitWriter::Slot {
   SendCommand* cmd = nullptr;
+  /// Index of the receiver's Range in ranges_.
+  std::size_t range = 0;
+  /// The inbox seq the committed attempt wrote for this send (a message, or a
+  /// tombstone if a concurrent writer stored its key first); 0 for none.
   std::int64_t seq = 0;
   /// Index of the first slot with the same (sender, client_msg_id) in this
   /// batch, or the slot's own index: later copies take the first one's result.
@@ -116,7 +132,8 @@ WriterStats GroupCommitWriter::stats() const {
   constexpr auto kRelaxed = std::memory_order_relaxed;
   return {batches_committed_.load(kRelaxed), batches_failed_.load(kRelaxed),
           counter_raises_.load(kRelaxed), unique_violation_retries_.load(kRelaxed),
-          deadlock_retries_.load(kRelaxed)};
+          deadlock_retries_.load(kRelaxed), seqs_given_back_.load(kRelaxed),
+          seqs_tombstoned_.load(kRelaxed)};
 }
 
 StoreStatus GroupCommitWriter::submit(SendCommand& cmd) {
@@ -231,7 +248,12 @@ void GroupCommitWriter::process(std::vector<SendCommand>& batch) {
   for (Slot& s : slots) {
     if (s.cmd->done) s.cmd->done(s.status, s.ack);
   }
-  if (status.ok() && !unique.empty()) listener_.notify(committed_batch(slots, unique));
+  if (status.ok()) {
+    // Resends alone wrote no inbox row: there is nothing to wake anyone for.
+    auto committed = committed_batch(slots, unique);
+    if (!committed->inboxes.empty()) listener_.notify(std::move(committed));
+    release_unused();
+  }
 }
 
 std::shared_ptr<const CommittedBatch> GroupCommitWriter::committed_batch(
@@ -244,12 +266,13 @@ std::shared_ptr<const CommittedBatch> GroupCommitWriter::committed_batch(
   // Pass 1: one inbox per receiver, its seq run, and its message count (in end).
   for (std::size_t i : unique) {
     const Slot& s = slots[i];
+    if (s.seq == 0) continue;  // took no seq: nothing was written to its inbox
     auto [it, inserted] = index.try_emplace(s.cmd->receiver, batch->inboxes.size());
     if (inserted) {
       batch->inboxes.push_back({s.cmd->receiver, s.seq, s.seq, 0, 0});
     } else {
       CommittedBatch::Inbox& box = batch->inboxes[it->second];
-      // allocate_seqs hands each receiver consecutive seqs in batch order;
+      // The statement hands each receiver consecutive seqs in batch order;
       // should that ever not hold, the run is unknown and waiters query.
       if (s.seq != box.last_seq + 1) box.first_seq = 0;
       box.last_seq = s.seq;
@@ -341,11 +364,72 @@ void GroupCommitWriter::allocate_seqs(std::vector<Slot>& slots,
     }
   }
 
-  std::vector<std::int64_t> next(owners.size());
-  for (std::size_t k = 0; k < owners.size(); ++k) next[k] = last[k] - counts[k] + 1;
+  ranges_.clear();
+  ranges_.reserve(owners.size());
+  for (std::size_t k = 0; k < owners.size(); ++k) {
+    ranges_.push_back({std::move(owners[k]), last[k] - counts[k] + 1, last[k], 0});
+  }
   for (std::size_t i : unique) {
-    const std::size_t k = index[slots[i].cmd->receiver];
-    slots[i].seq = next[k]++;
+    slots[i].range = index[slots[i].cmd->receiver];
+    slots[i].seq = 0;
+  }
+}
+
+void GroupCommitWriter::abandon_ranges() {
+  for (const Range& r : ranges_) {
+    for (std::int64_t s = r.first; s <= r.last; ++s) abandoned_.emplace_back(r.owner, s);
+  }
+  ranges_.clear();
+}
+
+void GroupCommitWriter::release_unused() {
+  std::vector<std::string> owners;
+  std::vector<std::int64_t> from, to;
+  std::vector<std::size_t> which;
+  for (std::size_t k = 0; k < ranges_.size(); ++k) {
+    const Range& r = ranges_[k];
+    if (r.first + r.used > r.last) continue;
+    owners.push_back(r.owner);
+    from.push_back(r.last);
+    to.push_back(r.first + r.used - 1);
+    which.push_back(k);
+  }
+  if (owners.empty()) return;
+  std::vector<bool> given;
+  PgArray t_owners, t_seqs;
+  bool any = false;
+  try {
+    seqs_.give_back(owners, from, to, given);
+  } catch (const RedisError& e) {
+    spdlog::get("pg")->warn("could not give back unused seqs, tombstoning them: {}", e.what());
+    given.assign(owners.size(), false);
+  }
+  for (std::size_t j = 0; j < which.size(); ++j) {
+    if (given[j]) {
+      seqs_given_back_.fetch_add(static_cast<std::uint64_t>(from[j] - to[j]),
+                                 std::memory_order_relaxed);
+      continue;
+    }
+    // Someone allocated above the range (another process): its unused seqs
+    // would be a gap below their messages. Tombstone them now.
+    seqs_tombstoned_.fetch_add(static_cast<std::uint64_t>(from[j] - to[j]), std::memory_order_relaxed);
+    for (std::int64_t s = to[j] + 1; s <= from[j]; ++s) {
+      t_owners.add(owners[j]);
+      t_seqs.add(s);
+      abandoned_.emplace_back(owners[j], s);
+      any = true;
+    }
+  }
+  ranges_.clear();
+  if (!any) return;
+  try {
+    pqxx::nontransaction tx(*pg_);
+    tx.exec_prepared(kTombstone, std::move(t_owners).str(), std::move(t_seqs).str());
+    abandoned_.clear();
+  } catch (...) {
+    // Left in abandoned_: the next transaction tombstones them (or readers
+    // fill the gap after gap_fill_ms).
+    if (classify_pg_exception(std::current_exception()).code == StoreCode::unavailable) pg_.reset();
   }
 }
 
@@ -383,7 +467,7 @@ StoreStatus GroupCommitWriter::write_batch(std::vector<Slot>& slots,
       cmid.add(static_cast<std::int64_t>(slots[i].stored_cmid));
       body.add(c.body);
       created.add(c.received_at_us);
-      seq.add(slots[i].seq);
+      seq.add(ranges_[slots[i].range].first);
     }
 
     // The batch is one statement, and outside a transaction block a statement
@@ -404,21 +488,25 @@ StoreStatus GroupCommitWriter::write_batch(std::vector<Slot>& slots,
         tx.exec_prepared(kInsertBatch, std::move(ord).str(), std::move(sender).str(),
                          std::move(receiver).str(), std::move(cmid).str(), std::move(body).str(),
                          std::move(created).str(), std::move(seq).str());
-    PgArray dup_ord, dup_sender, dup_cmid;
-    bool any_dup = false;
     for (const auto& row : r) {
-      const auto i = row[0].as<std::size_t>();
-      Slot& s = slots[i];
-      if (row[1].is_null()) {
-        dup_ord.add(static_cast<std::int64_t>(i));
-        dup_sender.add(s.cmd->sender);
-        dup_cmid.add(static_cast<std::int64_t>(s.cmd->client_msg_id));
-        any_dup = true;
-        continue;
-      }
+      Slot& s = slots[row[0].as<std::size_t>()];
+      s.seq = row[2].as<std::int64_t>();
+      ++ranges_[s.range].used;
+      if (row[1].is_null()) continue;  // lost its key to a concurrent writer: a tombstone
       s.status = {};
       s.stored_id = row[1].as<std::int64_t>();
       s.ack = {s.stored_id, s.cmd->received_at_us, s.seq, false};
+    }
+    // Every send that stored nothing is a resend: answer it from the stored message.
+    PgArray dup_ord, dup_sender, dup_cmid;
+    bool any_dup = false;
+    for (std::size_t i : unique) {
+      Slot& s = slots[i];
+      if (s.stored_id != 0) continue;
+      dup_ord.add(static_cast<std::int64_t>(i));
+      dup_sender.add(s.cmd->sender);
+      dup_cmid.add(static_cast<std::int64_t>(s.cmd->client_msg_id));
+      any_dup = true;
     }
     if (any_dup) {
       const pqxx::result d = tx.exec_prepared(kFindExisting, std::move(dup_ord).str(),
@@ -444,6 +532,7 @@ StoreStatus GroupCommitWriter::write_batch(std::vector<Slot>& slots,
         s.cmd->done(s.status, s.ack);
         s.cmd->done = nullptr;
       }
+      abandon_ranges();
       return {StoreCode::unavailable, "fault point ack_before_commit"};
     }
     if (!abandoned_.empty()) {
@@ -465,7 +554,7 @@ StoreStatus GroupCommitWriter::write_batch(std::vector<Slot>& slots,
     // seqs and raise every counter of the batch above the stored maximum.
     spdlog::get("pg")->warn("seq collision, retrying batch: {}", e.what());
     last_conflict_ = Conflict::seq_collision;
-    for (std::size_t i : unique) abandoned_.emplace_back(slots[i].cmd->receiver, slots[i].seq);
+    abandon_ranges();
     try {
       PgArray names;
       std::unordered_map<std::string_view, bool> seen;
@@ -492,13 +581,13 @@ StoreStatus GroupCommitWriter::write_batch(std::vector<Slot>& slots,
     // batch's keys like any insert, then finds them taken or free).
     spdlog::get("pg")->warn("batch rolled back by a deadlock, retrying: {}", e.what());
     last_conflict_ = Conflict::deadlock;
-    for (std::size_t i : unique) abandoned_.emplace_back(slots[i].cmd->receiver, slots[i].seq);
+    abandon_ranges();
     return {StoreCode::conflict, "deadlock"};
   } catch (...) {
     // The transaction rolled back (or its outcome is unknown): its seqs are
     // abandoned. Tombstoning them later is safe either way: ON CONFLICT DO
     // NOTHING leaves a committed message in place.
-    for (std::size_t i : unique) abandoned_.emplace_back(slots[i].cmd->receiver, slots[i].seq);
+    abandon_ranges();
     StoreStatus st = classify_pg_exception(std::current_exception());
     if (st.code == StoreCode::unavailable) pg_.reset();
     return st;

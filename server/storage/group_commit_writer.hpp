@@ -11,6 +11,13 @@
 // and hands the CommitListener the committed batch: per inbox the committed
 // seq run and its messages, so woken long polls can answer without a read.
 //
+// Each receiver's range is allocated for every distinct send of the batch, but
+// only sends that store a new message take a seq (the lowest of the range, in
+// batch order): a resend, or a send refused because its client_msg_id was used
+// for another message, leaves the receiver's inbox untouched. The unused top
+// of a range is given back to Redis after the commit (if nobody allocated
+// above it meanwhile; else it is tombstoned at once).
+//
 // Seq hazards and how they are answered (see README "Design"):
 // - a seq whose write fails leaves a gap: the writer tombstones the seqs it
 //   abandons, and readers fill any gap older than gap_fill_ms;
@@ -59,6 +66,12 @@ struct WriterStats {
   /// Attempts rolled back by a deadlock (reused keys across lanes or
   /// processes) and written again.
   std::uint64_t deadlock_retries = 0;
+  /// Seqs allocated for sends that stored nothing (resends, refused reuses of
+  /// a client_msg_id) and returned to the Redis counter after the commit.
+  std::uint64_t seqs_given_back = 0;
+  /// Such seqs that could not be given back (allocated above meanwhile, or
+  /// Redis failed) and were tombstoned instead.
+  std::uint64_t seqs_tombstoned = 0;
 
   WriterStats& operator+=(const WriterStats& o);
 };
@@ -110,6 +123,10 @@ class GroupCommitWriter final : public MessageWriter {
   void allocate_seqs(std::vector<Slot>& slots, const std::vector<std::size_t>& unique);
   static std::shared_ptr<const CommittedBatch> committed_batch(std::vector<Slot>& slots,
                                                                const std::vector<std::size_t>& unique);
+  /// After a commit: gives back (or tombstones) the seqs no send took.
+  void release_unused();
+  /// After a failed attempt: every seq it allocated is abandoned.
+  void abandon_ranges();
 
   GroupCommitOptions options_;
   CommitListener& listener_;
@@ -118,6 +135,15 @@ class GroupCommitWriter final : public MessageWriter {
   std::unique_ptr<pqxx::connection> pg_;
   std::chrono::steady_clock::time_point pg_retry_at_{};
   std::thread thread_;
+  /// One receiver's seqs allocated for the current attempt: first..last, of
+  /// which the committed statement used first..first+used-1.
+  struct Range {
+    std::string owner;
+    std::int64_t first = 0;
+    std::int64_t last = 0;
+    std::int64_t used = 0;
+  };
+  std::vector<Range> ranges_;
   /// Seqs allocated by a failed attempt, tombstoned by a later transaction.
   std::vector<std::pair<std::string, std::int64_t>> abandoned_;
   /// steady_clock ticks when the batch in progress began, 0 when idle.
@@ -132,6 +158,8 @@ class GroupCommitWriter final : public MessageWriter {
   std::atomic<std::uint64_t> counter_raises_{0};
   std::atomic<std::uint64_t> unique_violation_retries_{0};
   std::atomic<std::uint64_t> deadlock_retries_{0};
+  std::atomic<std::uint64_t> seqs_given_back_{0};
+  std::atomic<std::uint64_t> seqs_tombstoned_{0};
 };
 
 }  // namespace im::server

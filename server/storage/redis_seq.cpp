@@ -17,6 +17,12 @@ constexpr const char* kRaiseFloorScript =
     "if c < f then redis.call('SET', KEYS[1], ARGV[1]) return f end "
     "return c";
 
+// Lower a counter from ARGV[1] to ARGV[2] only if it still reads ARGV[1].
+constexpr const char* kGiveBackScript =
+    "if tonumber(redis.call('GET', KEYS[1]) or '0') == tonumber(ARGV[1]) then "
+    "redis.call('SET', KEYS[1], ARGV[2]) return 1 end "
+    "return 0";
+
 struct ReplyFree {
   void operator()(redisReply* r) const { freeReplyObject(r); }
 };
@@ -147,6 +153,34 @@ void RedisSeqAllocator::raise_floor(const std::string& owner, std::int64_t floor
     throw RedisError("redis: " + why);
   }
   if (r->type == REDIS_REPLY_ERROR) throw RedisError(std::string("redis: EVAL: ") + r->str);
+}
+
+
+void RedisSeqAllocator::give_back(std::span<const std::string> owners,
+                                  std::span<const std::int64_t> from,
+                                  std::span<const std::int64_t> to, std::vector<bool>& given) {
+  redisContext* c = context();
+  given.assign(owners.size(), false);
+  std::string key;
+  for (std::size_t i = 0; i < owners.size(); ++i) {
+    key.assign(kSeqKeyPrefix).append(owners[i]);
+    const std::string a = std::to_string(from[i]), b = std::to_string(to[i]);
+    if (redisAppendCommand(c, "EVAL %s 1 %b %b %b", kGiveBackScript, key.data(), key.size(),
+                           a.data(), a.size(), b.data(), b.size()) != REDIS_OK) {
+      reset();
+      throw RedisError("redis: cannot queue EVAL");
+    }
+  }
+  for (std::size_t i = 0; i < owners.size(); ++i) {
+    void* raw = nullptr;
+    if (redisGetReply(c, &raw) != REDIS_OK) {
+      const std::string why = c->errstr;
+      reset();
+      throw RedisError("redis: " + why);
+    }
+    Reply r(static_cast<redisReply*>(raw));
+    given[i] = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+  }
 }
 
 }  // namespace im::server

@@ -51,6 +51,12 @@ class RedisSeqAllocator {
   /// Sets owner's counter to at least `floor` (atomically, never lowers it).
   void raise_floor(const std::string& owner, std::int64_t floor);
 
+  /// Returns the unused top of a range: sets owners[i]'s counter to to[i] if it
+  /// still equals from[i] (nobody allocated after us), atomically, pipelined.
+  /// given[i] says whether it did; a range not given back must be tombstoned.
+  void give_back(std::span<const std::string> owners, std::span<const std::int64_t> from,
+                 std::span<const std::int64_t> to, std::vector<bool>& given);
+
   /// Drops the connection (e.g. after a timeout left it in an unknown state).
   void reset();
 

@@ -33,6 +33,7 @@ namespace {
 /// touching counters of tests running beside them.
 constexpr int kFlushDb = 9;
 constexpr int kHoldDb = 10;
+constexpr int kResendDb = 11;
 
 std::string redis_url_db(int db) { return test::redis_url() + "/" + std::to_string(db); }
 
@@ -157,6 +158,40 @@ TEST_CASE("after Redis loses its counters, the first batch raises them above MAX
   CHECK(inbox_rows(bob) == messages_at(1, 8));
   CHECK(inbox_rows(carol) == messages_at(1, 5));
   CHECK(inbox_rows(dave) == messages_at(1, 1));
+}
+
+TEST_CASE("a resend or a refused reuse of a client_msg_id leaves the receiver's inbox untouched",
+          "[integration][paths]") {
+  Writer w(kResendDb);
+  const std::string alice = unique_prefix("alice"), bob = unique_prefix("bob");
+  const auto one = w.send(alice, bob, 1, "one");
+  REQUIRE(one.first.ok());
+  CHECK(one.second.seq == 1);
+  const WriterStats before = w.writer->stats();
+
+  // A resend is answered from the stored message; a different message under
+  // the same key is refused. Neither takes a seq of bob's.
+  const auto again = w.send(alice, bob, 1, "one");
+  REQUIRE(again.first.ok());
+  CHECK(again.second.duplicate);
+  CHECK(again.second.seq == 1);
+  const auto reused = w.send(alice, bob, 1, "not one");
+  CHECK(reused.first.code == StoreCode::conflict);
+  // Both in one batch with new messages: the new ones take consecutive seqs.
+  auto a = w.send_async(alice, bob, 2, "two");
+  auto b = w.send_async(alice, bob, 1, "one");
+  auto c = w.send_async(alice, bob, 3, "three");
+  CHECK(a.get().second.seq == 2);
+  CHECK(b.get().second.duplicate);
+  CHECK(c.get().second.seq == 3);
+  CHECK(w.send(alice, bob, 4, "four").second.seq == 4);
+
+  CHECK(inbox_rows(bob) == messages_at(1, 4));  // no tombstone, no gap
+  // The path: each seq allocated for a send that stored nothing was given back.
+  const WriterStats after = w.writer->stats();
+  CHECK(after.seqs_given_back - before.seqs_given_back == 3);
+  CHECK(after.seqs_tombstoned == before.seqs_tombstoned);
+  CHECK(redis_command(kResendDb, "INCRBY im:seq:" + bob + " 0") == 4);  // the counter reads 4
 }
 
 #ifdef IM_FAULT_INJECTION
@@ -295,6 +330,36 @@ TEST_CASE("an ack never precedes the commit", "[integration][paths]") {
     CHECK(ack.seq == 1);
     CHECK(inbox_rows(bob) == messages_at(1, 1));
   }
+}
+
+TEST_CASE("unused seqs that cannot be given back (allocated above meanwhile) are tombstoned at once",
+          "[integration][paths]") {
+  StageGate gate;
+  Writer w(kHoldDb, gate.hook());
+  const StageGate::Opener open_on_exit{gate};
+  const std::string alice = unique_prefix("alice"), bob = unique_prefix("bob");
+  REQUIRE(w.send(alice, bob, 1, "one").first.ok());
+  const WriterStats before = w.writer->stats();
+
+  // A resend takes seq 2 from Redis; before its batch commits, another
+  // process allocates seq 3 for bob. Giving 2 back would hand it out again
+  // below 3, so the writer tombstones it instead.
+  gate.arm({fault::Stage::before_acks});
+  auto f = w.send_async(alice, bob, 1, "one");
+  gate.wait_held(fault::Stage::before_acks);
+  CHECK(redis_command(kHoldDb, "INCR im:seq:" + bob) == 3);
+  gate.release();
+  const auto [status, ack] = f.get();
+  REQUIRE(status.ok());
+  CHECK(ack.duplicate);
+
+  // The tombstone is written right after the acks, before the next batch.
+  CHECK(w.send(alice, bob, 2, "two").second.seq == 4);
+  const WriterStats after = w.writer->stats();
+  CHECK(after.seqs_tombstoned - before.seqs_tombstoned == 1);
+  CHECK(after.seqs_given_back == before.seqs_given_back);
+  const std::vector<std::pair<std::int64_t, bool>> want{{1, true}, {2, false}, {4, true}};
+  CHECK(inbox_rows(bob) == want);
 }
 
 #endif  // IM_FAULT_INJECTION
