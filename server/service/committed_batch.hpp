@@ -26,7 +26,7 @@ struct CommittedBatch {
   struct Inbox {
     std::string owner;
     /// Every seq in [first_seq, last_seq] was committed by this batch, each a
-    /// message or a tombstone (a resend of an already stored message). 0 when
+    /// message or a tombstone (a key a concurrent writer stored first). 0 when
     /// the run is unknown (a remote commit): the batch cannot answer.
     std::int64_t first_seq = 0;
     std::int64_t last_seq = 0;

@@ -136,7 +136,8 @@ void PullOperation::on_result(const StoreStatus& status, PullPage&& page) {
   }
   const auto now = std::chrono::steady_clock::now();
   if (page.messages.empty() && !nothing && may_wait()) {
-    // Only tombstones past the cursor (seqs of resends, or of failed writes):
+    // Only tombstones past the cursor (seqs of failed writes, or seqs left
+    // unused beside another process's allocation):
     // a long poll is not answered with nothing. Its cursor moves past them and
     // it waits on for a message (the answer at the deadline carries the moved
     // cursor).
@@ -194,7 +195,8 @@ bool PullOperation::answer_from(const std::shared_ptr<const CommittedBatch>& bat
   if (!page) return false;
   if (page->has_more) complete.reset();  // the rest of the run is past the answer
   if (page->messages.empty() && may_wait()) {
-    // The commit wrote only tombstones (resends) to this inbox: past them,
+    // The commit wrote only tombstones to this inbox (a key a concurrent
+    // writer stored first, or unused seqs tombstoned at once): past them,
     // wait on for a message, as on_result does.
     query_.after_seq = page->next_after_seq;
     known_ = complete;

@@ -16,7 +16,10 @@
 // batch order): a resend, or a send refused because its client_msg_id was used
 // for another message, leaves the receiver's inbox untouched. The unused top
 // of a range is given back to Redis after the commit (if nobody allocated
-// above it meanwhile; else it is tombstoned at once).
+// above it meanwhile; else it is tombstoned at once). The compare-and-set
+// cannot tell a counter that was lost and rebuilt to the same value from an
+// untouched one; then a seq is handed out twice, and the (owner, seq) primary
+// key refuses the second writer, which retries unacked (as below).
 //
 // Seq hazards and how they are answered (see README "Design"):
 // - a seq whose write fails leaves a gap: the writer tombstones the seqs it

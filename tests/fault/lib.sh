@@ -131,7 +131,9 @@ expect_raises() {
   retries=$(writer_stat "$name" unique_violation_retries)
   log "  writer: counter_raises $raises unique_violation_retries $retries" \
       "deadlock_retries $(writer_stat "$name" deadlock_retries)" \
-      "batches_committed $(writer_stat "$name" batches_committed)"
+      "batches_committed $(writer_stat "$name" batches_committed)" \
+      "seqs_given_back $(writer_stat "$name" seqs_given_back)" \
+      "seqs_tombstoned $(writer_stat "$name" seqs_tombstoned)"
   [ "$raises" -gt 0 ] || fail "$2: Redis lost counters but the writer raised none (main path never fired)"
   log "PASS $2: counters raised by the main path"
 }

@@ -86,7 +86,7 @@ TEST_CASE("a run longer than the limit gives a full page with has_more", "[unit]
 }
 
 TEST_CASE("tombstones in the run advance the cursor without counting", "[unit][commit]") {
-  // 5 and 8 are tombstones (resends of stored messages): 6, 7 are messages.
+  // 5 and 8 are tombstones (keys a concurrent writer stored first): 6, 7 are messages.
   const auto b = batch_for(5, 8, {5, 8});
   const auto all = page_from_commit(*b, b->inboxes[1], 4, 10);
   REQUIRE(all);
