@@ -209,9 +209,10 @@ void Server::stop() {
             gate.budget().capacity(), gate.budget().refusals());
   // One key=value line, names as in WriterStats: the fault tier greps it.
   log->info("writer stats: batches_committed={} batches_failed={} counter_raises={} "
-            "unique_violation_retries={} deadlock_retries={} seqs_given_back={} seqs_tombstoned={}",
+            "unique_violation_retries={} deadlock_retries={} seqs_given_back={} seqs_tombstoned={} checked_batches={}",
             ws.batches_committed, ws.batches_failed, ws.counter_raises,
-            ws.unique_violation_retries, ws.deadlock_retries, ws.seqs_given_back, ws.seqs_tombstoned);
+            ws.unique_violation_retries, ws.deadlock_retries, ws.seqs_given_back, ws.seqs_tombstoned,
+            ws.checked_batches);
 }
 
 }  // namespace im::server

@@ -36,6 +36,8 @@ enum class Stage {
   before_commit,  // the batch's statements ran, COMMIT not sent yet (with no
                   // transaction block the statement has committed itself)
   before_acks,    // the commit returned, no send of the batch acked yet
+  before_checked, // the optimistic statement met a stored key and rolled back;
+                  // the checked one (kInsertCheckedSql) not sent yet
 };
 using StageHook = std::function<void(Stage)>;
 

@@ -18,24 +18,63 @@ constexpr const char* kFindExisting = "im_find_existing";
 constexpr const char* kMaxSeq = "im_max_seq";
 constexpr const char* kTombstone = "im_tombstone";
 
-// One statement per batch. A send whose (sender, client_msg_id) is not stored
-// yet takes the next seq of its receiver's range ($7 is the range's first seq),
-// in batch order; a resend (or a key reused for another message) takes none,
-// so it leaves the receiver's inbox untouched. A key stored by a concurrent
-// writer between the check and the insert loses the insert: its seq gets a
-// tombstone, so the run stays gap-free. Returns (ord, message id or NULL, seq)
-// for each send that took a seq.
+// One statement per batch, optimistic: every send is taken to be new and
+// takes the next seq of its receiver's range ($7, assigned in batch order).
+// If one of them turns out to be stored already (a resend, or a key reused
+// for another message), the insert skips it and the statement raises
+// im_batch_holds_resend() (SQLSTATE IMB01), so that nothing of it commits: a
+// resend must not take a seq. The batch is then written by kInsertCheckedSql.
+// Returns (NULL, seq, message id, receiver) for each message stored.
+//
+// No CTE is joined to another: the planner guesses their sizes, and a nested
+// loop over two batch-sized CTEs is quadratic.
 constexpr const char* kInsertBatchSql = R"SQL(
 WITH input AS (
   SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::bigint[], $5::text[],
                        $6::bigint[], $7::bigint[])
-    AS t(ord, sender, receiver, client_msg_id, body, created_us, first_seq)
+    AS t(ord, sender, receiver, client_msg_id, body, created_us, seq)
+), ins AS (
+  INSERT INTO messages (sender, receiver, conversation, client_msg_id, body, created_at, seq)
+  SELECT sender, receiver,
+         CASE WHEN sender COLLATE "C" < receiver COLLATE "C"
+              THEN sender || ' ' || receiver ELSE receiver || ' ' || sender END,
+         client_msg_id, body, timestamptz 'epoch' + created_us * interval '1 microsecond', seq
+  FROM input ORDER BY ord
+  ON CONFLICT (sender, client_msg_id) DO NOTHING
+  RETURNING id, receiver, seq
+), box AS (
+  INSERT INTO inbox (owner, seq, message_id)
+  SELECT receiver, seq, id FROM ins
+)
+SELECT NULL::int AS ord, seq, id, receiver FROM ins
+UNION ALL
+SELECT im_batch_holds_resend(), NULL, NULL, NULL
+WHERE (SELECT count(*) FROM ins) < cardinality($1::int[])
+)SQL";
+
+constexpr const char* kResendInBatch = "IMB01";
+
+// The same batch when it holds a resend: only sends whose (sender,
+// client_msg_id) is not stored yet take a seq, the lowest of their receiver's
+// range ($7's least) first, in batch order; a resend takes none and leaves the
+// receiver's inbox untouched. Returns (ord, seq, NULL, NULL) for each send
+// that took a seq and (NULL, seq, message id, receiver) for each message
+// stored: a send whose seq got no message lost its key to a concurrent writer
+// between the check and the insert, and its seq is tombstoned after the
+// commit. Sent unprepared, so that each run is planned for the batch's real
+// size and the messages table's current one (a plan cached while the table
+// was small would keep a hash anti-join over all of it).
+constexpr const char* kInsertCheckedSql = R"SQL(
+WITH input AS (
+  SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::bigint[], $5::text[],
+                       $6::bigint[], $7::bigint[])
+    AS t(ord, sender, receiver, client_msg_id, body, created_us, seq)
 ), fresh AS (
-  SELECT i.ord, i.sender, i.receiver, i.client_msg_id, i.body, i.created_us,
-         i.first_seq + row_number() OVER (PARTITION BY i.receiver ORDER BY i.ord) - 1 AS seq
-  FROM input i
+  SELECT f.ord, f.sender, f.receiver, f.client_msg_id, f.body, f.created_us,
+         f.first_seq + row_number() OVER (PARTITION BY f.receiver ORDER BY f.ord) - 1 AS seq
+  FROM (SELECT i.*, min(i.seq) OVER (PARTITION BY i.receiver) AS first_seq FROM input i) f
   WHERE NOT EXISTS (SELECT 1 FROM messages m
-                    WHERE m.sender = i.sender AND m.client_msg_id = i.client_msg_id)
+                    WHERE m.sender = f.sender AND m.client_msg_id = f.client_msg_id)
 ), ins AS (
   INSERT INTO messages (sender, receiver, conversation, client_msg_id, body, created_at, seq)
   SELECT sender, receiver,
@@ -44,14 +83,14 @@ WITH input AS (
          client_msg_id, body, timestamptz 'epoch' + created_us * interval '1 microsecond', seq
   FROM fresh ORDER BY ord
   ON CONFLICT (sender, client_msg_id) DO NOTHING
-  RETURNING id, sender, client_msg_id
+  RETURNING id, receiver, seq
 ), box AS (
   INSERT INTO inbox (owner, seq, message_id)
-  SELECT f.receiver, f.seq, ins.id
-  FROM fresh f LEFT JOIN ins ON ins.sender = f.sender AND ins.client_msg_id = f.client_msg_id
+  SELECT receiver, seq, id FROM ins
 )
-SELECT f.ord, ins.id, f.seq
-FROM fresh f LEFT JOIN ins ON ins.sender = f.sender AND ins.client_msg_id = f.client_msg_id
+SELECT ord, seq, NULL::bigint AS id, NULL::text AS receiver FROM fresh
+UNION ALL
+SELECT NULL, seq, id, receiver FROM ins
 )SQL";
 
 constexpr const char* kFindExistingSql = R"SQL(
@@ -84,6 +123,7 @@ WriterStats& WriterStats::operator+=(const WriterStats& o) {
   unique_violation_retries += o.unique_violation_retries;
   deadlock_retries += o.deadlock_retries;
   seqs_given_back += o.seqs_given_back;
+  checked_batches += o.checked_batches;
   seqs_tombstoned += o.seqs_tombstoned;
   return *this;
 }
@@ -133,7 +173,7 @@ WriterStats GroupCommitWriter::stats() const {
   return {batches_committed_.load(kRelaxed), batches_failed_.load(kRelaxed),
           counter_raises_.load(kRelaxed), unique_violation_retries_.load(kRelaxed),
           deadlock_retries_.load(kRelaxed), seqs_given_back_.load(kRelaxed),
-          seqs_tombstoned_.load(kRelaxed)};
+          seqs_tombstoned_.load(kRelaxed), checked_batches_.load(kRelaxed)};
 }
 
 StoreStatus GroupCommitWriter::submit(SendCommand& cmd) {
@@ -380,6 +420,7 @@ void GroupCommitWriter::abandon_ranges() {
     for (std::int64_t s = r.first; s <= r.last; ++s) abandoned_.emplace_back(r.owner, s);
   }
   ranges_.clear();
+  lost_.clear();  // inside the ranges just abandoned
 }
 
 void GroupCommitWriter::release_unused() {
@@ -394,15 +435,16 @@ void GroupCommitWriter::release_unused() {
     to.push_back(r.first + r.used - 1);
     which.push_back(k);
   }
-  if (owners.empty()) return;
   std::vector<bool> given;
   PgArray t_owners, t_seqs;
   bool any = false;
-  try {
-    seqs_.give_back(owners, from, to, given);
-  } catch (const RedisError& e) {
-    spdlog::get("pg")->warn("could not give back unused seqs, tombstoning them: {}", e.what());
-    given.assign(owners.size(), false);
+  if (!owners.empty()) {
+    try {
+      seqs_.give_back(owners, from, to, given);
+    } catch (const RedisError& e) {
+      spdlog::get("pg")->warn("could not give back unused seqs, tombstoning them: {}", e.what());
+      given.assign(owners.size(), false);
+    }
   }
   for (std::size_t j = 0; j < which.size(); ++j) {
     if (given[j]) {
@@ -420,6 +462,16 @@ void GroupCommitWriter::release_unused() {
       any = true;
     }
   }
+  // Seqs whose key a concurrent writer stored first: a gap below this
+  // batch's messages until tombstoned (readers wait at it meanwhile).
+  seqs_tombstoned_.fetch_add(lost_.size(), std::memory_order_relaxed);
+  for (auto& [owner, seq] : lost_) {
+    t_owners.add(owner);
+    t_seqs.add(seq);
+    abandoned_.emplace_back(std::move(owner), seq);
+    any = true;
+  }
+  lost_.clear();
   ranges_.clear();
   if (!any) return;
   try {
@@ -448,6 +500,8 @@ StoreStatus GroupCommitWriter::write_batch(std::vector<Slot>& slots,
   }
 
   try {
+    // Each send's seq if every send is new: the next of its receiver's range.
+    std::vector<std::vector<std::size_t>> took(ranges_.size());  // slot by seq - first
     PgArray ord, sender, receiver, cmid, body, created, seq;
     // Negative control: fresh keys make every resend a new message.
     const bool skip_idempotency = fault::fires(fault::Point::skip_idempotency);
@@ -458,17 +512,25 @@ StoreStatus GroupCommitWriter::write_batch(std::vector<Slot>& slots,
     }
     body.reserve(body_bytes);
     for (std::size_t i : unique) {
-      const SendCommand& c = *slots[i].cmd;
+      Slot& s = slots[i];
+      const SendCommand& c = *s.cmd;
+      Range& range = ranges_[s.range];
+      s.seq = range.first + range.used++;
+      took[s.range].push_back(i);
       ord.add(static_cast<std::int64_t>(i));
       sender.add(c.sender);
       receiver.add(c.receiver);
-      slots[i].stored_cmid =
+      s.stored_cmid =
           skip_idempotency ? c.client_msg_id ^ static_cast<std::uint64_t>(now_us()) : c.client_msg_id;
-      cmid.add(static_cast<std::int64_t>(slots[i].stored_cmid));
+      cmid.add(static_cast<std::int64_t>(s.stored_cmid));
       body.add(c.body);
       created.add(c.received_at_us);
-      seq.add(ranges_[slots[i].range].first);
+      seq.add(s.seq);
     }
+    const std::string args[] = {std::move(ord).str(),  std::move(sender).str(),
+                                std::move(receiver).str(), std::move(cmid).str(),
+                                std::move(body).str(), std::move(created).str(),
+                                std::move(seq).str()};
 
     // The batch is one statement, and outside a transaction block a statement
     // commits atomically by itself: one round trip to PostgreSQL instead of
@@ -481,21 +543,57 @@ StoreStatus GroupCommitWriter::write_batch(std::vector<Slot>& slots,
                                !fault::enabled(fault::Point::ack_before_commit);
     std::optional<pqxx::nontransaction> autocommit;
     std::optional<pqxx::work> block;
-    pqxx::transaction_base& tx = one_statement
-                                     ? static_cast<pqxx::transaction_base&>(autocommit.emplace(*pg_, "batch"))
-                                     : block.emplace(*pg_, "batch");
-    const pqxx::result r =
-        tx.exec_prepared(kInsertBatch, std::move(ord).str(), std::move(sender).str(),
-                         std::move(receiver).str(), std::move(cmid).str(), std::move(body).str(),
-                         std::move(created).str(), std::move(seq).str());
+    auto begin = [&]() -> pqxx::transaction_base& {
+      autocommit.reset();
+      block.reset();
+      if (one_statement) return autocommit.emplace(*pg_, "batch");
+      return block.emplace(*pg_, "batch");
+    };
+    pqxx::transaction_base* tx = &begin();
+    pqxx::result r;
+    try {
+      r = tx->exec_prepared(kInsertBatch, args[0], args[1], args[2], args[3], args[4], args[5],
+                            args[6]);
+    } catch (const pqxx::sql_error& e) {
+      if (e.sqlstate() != kResendInBatch) throw;
+      // Nothing of the batch was stored. Again, with only the new sends
+      // taking seqs (from each range's first).
+      checked_batches_.fetch_add(1, std::memory_order_relaxed);
+      for (auto& t : took) t.clear();
+      for (Range& range : ranges_) range.used = 0;
+      for (std::size_t i : unique) slots[i].seq = 0;
+      fault::at_stage(options_.stage_hook, fault::Stage::before_checked);
+      tx = &begin();
+      r = tx->exec_params(kInsertCheckedSql, args[0], args[1], args[2], args[3], args[4], args[5],
+                          args[6]);
+      for (const auto& row : r) {
+        if (row[0].is_null()) continue;
+        const auto i = row[0].as<std::size_t>();
+        Slot& s = slots[i];
+        s.seq = row[1].as<std::int64_t>();
+        auto& t = took[s.range];
+        const auto at = static_cast<std::size_t>(s.seq - ranges_[s.range].first);
+        if (t.size() <= at) t.resize(at + 1, slots.size());
+        t[at] = i;
+        ++ranges_[s.range].used;
+      }
+    }
+    // The messages stored, matched to their sends by (receiver, seq).
+    std::unordered_map<std::string_view, std::size_t> range_of;
+    for (std::size_t k = 0; k < ranges_.size(); ++k) range_of.emplace(ranges_[k].owner, k);
     for (const auto& row : r) {
-      Slot& s = slots[row[0].as<std::size_t>()];
-      s.seq = row[2].as<std::int64_t>();
-      ++ranges_[s.range].used;
-      if (row[1].is_null()) continue;  // lost its key to a concurrent writer: a tombstone
+      if (!row[0].is_null()) continue;
+      const std::size_t k = range_of.at(std::string_view(row[3].c_str(), row[3].size()));
+      Slot& s = slots.at(took[k].at(static_cast<std::size_t>(row[1].as<std::int64_t>() - ranges_[k].first)));
       s.status = {};
-      s.stored_id = row[1].as<std::int64_t>();
+      s.stored_id = row[2].as<std::int64_t>();
       s.ack = {s.stored_id, s.cmd->received_at_us, s.seq, false};
+    }
+    // A seq whose send stored nothing lost its key to a concurrent writer:
+    // no message will ever take it, so it is tombstoned after the commit.
+    for (std::size_t i : unique) {
+      const Slot& s = slots[i];
+      if (s.seq != 0 && s.stored_id == 0) lost_.emplace_back(s.cmd->receiver, s.seq);
     }
     // Every send that stored nothing is a resend: answer it from the stored message.
     PgArray dup_ord, dup_sender, dup_cmid;
@@ -509,7 +607,7 @@ StoreStatus GroupCommitWriter::write_batch(std::vector<Slot>& slots,
       any_dup = true;
     }
     if (any_dup) {
-      const pqxx::result d = tx.exec_prepared(kFindExisting, std::move(dup_ord).str(),
+      const pqxx::result d = tx->exec_prepared(kFindExisting, std::move(dup_ord).str(),
                                               std::move(dup_sender).str(),
                                               std::move(dup_cmid).str());
       for (const auto& row : d) {
@@ -541,10 +639,10 @@ StoreStatus GroupCommitWriter::write_batch(std::vector<Slot>& slots,
         owners.add(o);
         seqs.add(s);
       }
-      tx.exec_prepared(kTombstone, std::move(owners).str(), std::move(seqs).str());
+      tx->exec_prepared(kTombstone, std::move(owners).str(), std::move(seqs).str());
     }
     fault::at_stage(options_.stage_hook, fault::Stage::before_commit);
-    tx.commit();
+    tx->commit();
     fault::maybe_crash(fault::Point::crash_after_commit);
     abandoned_.clear();
     return {};

@@ -72,9 +72,13 @@ struct WriterStats {
   /// Seqs allocated for sends that stored nothing (resends, refused reuses of
   /// a client_msg_id) and returned to the Redis counter after the commit.
   std::uint64_t seqs_given_back = 0;
-  /// Such seqs that could not be given back (allocated above meanwhile, or
-  /// Redis failed) and were tombstoned instead.
+  /// Seqs tombstoned right after the commit: unused ones that could not be
+  /// given back (allocated above meanwhile, or Redis failed), and ones whose
+  /// send lost its key to a concurrent writer.
   std::uint64_t seqs_tombstoned = 0;
+  /// Attempts whose optimistic statement found a send already stored and
+  /// that were written again with the existence check (kInsertCheckedSql).
+  std::uint64_t checked_batches = 0;
 
   WriterStats& operator+=(const WriterStats& o);
 };
@@ -147,6 +151,9 @@ class GroupCommitWriter final : public MessageWriter {
     std::int64_t used = 0;
   };
   std::vector<Range> ranges_;
+  /// Seqs of the attempt in progress whose send lost its key to a concurrent
+  /// writer: tombstoned after the commit (release_unused).
+  std::vector<std::pair<std::string, std::int64_t>> lost_;
   /// Seqs allocated by a failed attempt, tombstoned by a later transaction.
   std::vector<std::pair<std::string, std::int64_t>> abandoned_;
   /// steady_clock ticks when the batch in progress began, 0 when idle.
@@ -162,6 +169,7 @@ class GroupCommitWriter final : public MessageWriter {
   std::atomic<std::uint64_t> unique_violation_retries_{0};
   std::atomic<std::uint64_t> deadlock_retries_{0};
   std::atomic<std::uint64_t> seqs_given_back_{0};
+  std::atomic<std::uint64_t> checked_batches_{0};
   std::atomic<std::uint64_t> seqs_tombstoned_{0};
 };
 

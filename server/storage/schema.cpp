@@ -55,6 +55,17 @@ CREATE TABLE accounts (
   created_at    timestamptz NOT NULL DEFAULT now()
 );
 )SQL"},
+    Migration{3, "the writer's resend signal",
+              R"SQL(
+-- The writer's batch statement takes every send to be new; when one is stored
+-- already, it calls this, so that nothing of the statement commits (a resend
+-- must take no inbox seq) and the batch is written again with a check.
+CREATE FUNCTION im_batch_holds_resend() RETURNS int LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+  RAISE EXCEPTION 'a send of this batch is stored already' USING ERRCODE = 'IMB01';
+END
+$$;
+)SQL"},
 };
 
 }  // namespace

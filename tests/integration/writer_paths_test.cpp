@@ -11,6 +11,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <thread>
 
 #include <hiredis/hiredis.h>
 #include <pqxx/pqxx>
@@ -190,8 +191,69 @@ TEST_CASE("a resend or a refused reuse of a client_msg_id leaves the receiver's 
   // The path: each seq allocated for a send that stored nothing was given back.
   const WriterStats after = w.writer->stats();
   CHECK(after.seqs_given_back - before.seqs_given_back == 3);
+  CHECK(after.checked_batches - before.checked_batches == 3);  // one per batch holding a resend
   CHECK(after.seqs_tombstoned == before.seqs_tombstoned);
   CHECK(redis_command(kResendDb, "INCRBY im:seq:" + bob + " 0") == 4);  // the counter reads 4
+}
+
+namespace {
+
+/// A transaction of the test's that inserts messages and commits when told:
+/// another writer whose rows the batch under test meets uncommitted.
+struct KeyHolder {
+  pqxx::connection conn{test::pg_url()};
+  pqxx::work tx{conn};
+  const int pid = tx.exec("SELECT pg_backend_pid()")[0][0].as<int>();
+
+  /// Inserts (sender, cmid) for receiver 'nobody', uncommitted.
+  void hold(const std::string& sender, std::uint64_t cmid) {
+    tx.exec_params(
+        "INSERT INTO messages (sender, receiver, conversation, client_msg_id, body, created_at, seq) "
+        "VALUES ($1, 'nobody', 'held', $2, 'held', now(), 0)",
+        sender, static_cast<std::int64_t>(cmid));
+  }
+
+  /// Waits (up to 10 s) until a session waits for this transaction's locks.
+  void wait_for_blocked() const {
+    pqxx::connection c(test::pg_url());
+    for (int i = 0; i < 1000; ++i) {
+      pqxx::nontransaction q(c);
+      if (q.exec_params("SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+                        pid)[0][0]
+              .as<int>() > 0) {
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    FAIL("no session waited for the key holder");
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a send whose key another writer holds uncommitted waits, and takes no seq once it commits",
+          "[integration][paths]") {
+  // Another writer (a transaction of the test's) has inserted alice's key 7
+  // and not committed: the batch's insert waits for that row's lock. Once the
+  // other commits, the key is stored (by it), so this send is a reuse of the
+  // key and must leave bob's inbox untouched.
+  Writer w(kResendDb);
+  const std::string alice = unique_prefix("alice"), bob = unique_prefix("bob");
+  KeyHolder holder;
+  holder.hold(alice, 7);
+  const WriterStats before = w.writer->stats();
+  auto reused = w.send_async(alice, bob, 7, "seven");
+  holder.wait_for_blocked();
+  holder.tx.commit();
+  REQUIRE(reused.wait_for(std::chrono::seconds(30)) == std::future_status::ready);
+  CHECK(reused.get().first.code == StoreCode::conflict);  // the key holds another message
+  CHECK(w.send(alice, bob, 8, "eight").second.seq == 1);
+  CHECK(inbox_rows(bob) == messages_at(1, 1));
+  // The path: the optimistic statement rolled back, the checked one wrote.
+  const WriterStats after = w.writer->stats();
+  CHECK(after.checked_batches - before.checked_batches == 1);
+  CHECK(after.seqs_given_back - before.seqs_given_back == 1);
+  CHECK(after.seqs_tombstoned == before.seqs_tombstoned);
 }
 
 #ifdef IM_FAULT_INJECTION
@@ -360,6 +422,42 @@ TEST_CASE("unused seqs that cannot be given back (allocated above meanwhile) are
   CHECK(after.seqs_given_back == before.seqs_given_back);
   const std::vector<std::pair<std::int64_t, bool>> want{{1, true}, {2, false}, {4, true}};
   CHECK(inbox_rows(bob) == want);
+}
+
+TEST_CASE("a send that loses its key to a concurrent writer during the checked write leaves a "
+          "tombstone at its seq, not a gap",
+          "[integration][paths]") {
+  // The batch holds a resend (key 1), so the optimistic statement rolls back;
+  // before the checked one runs, another writer inserts key 7 and has not
+  // committed. The check cannot see it, so key 7 takes bob's seq 2; its
+  // insert waits, and once the other commits it stores nothing: seq 2 would
+  // be a gap below bob's later messages.
+  StageGate gate;
+  Writer w(kHoldDb, gate.hook());
+  const StageGate::Opener open_on_exit{gate};
+  const std::string alice = unique_prefix("alice"), bob = unique_prefix("bob");
+  REQUIRE(w.send(alice, bob, 1, "one").first.ok());
+  const WriterStats before = w.writer->stats();
+  gate.arm({fault::Stage::before_checked});
+  auto resend = w.send_async(alice, bob, 1, "one");
+  auto lost = w.send_async(alice, bob, 7, "seven");
+  gate.wait_held(fault::Stage::before_checked);
+  KeyHolder holder;
+  holder.hold(alice, 7);
+  gate.release();
+  holder.wait_for_blocked();
+  holder.tx.commit();
+  REQUIRE(lost.wait_for(std::chrono::seconds(30)) == std::future_status::ready);
+  CHECK(resend.get().second.duplicate);
+  CHECK(lost.get().first.code == StoreCode::conflict);
+  CHECK(w.send(alice, bob, 8, "eight").second.seq == 3);
+
+  // Seq 2 holds no message and is no gap: it was tombstoned after the commit.
+  const std::vector<std::pair<std::int64_t, bool>> want{{1, true}, {2, false}, {3, true}};
+  CHECK(inbox_rows(bob) == want);
+  const WriterStats after = w.writer->stats();
+  CHECK(after.seqs_tombstoned - before.seqs_tombstoned == 1);
+  CHECK(after.checked_batches - before.checked_batches == 1);
 }
 
 #endif  // IM_FAULT_INJECTION

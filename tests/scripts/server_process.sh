@@ -54,7 +54,7 @@ for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.1; done
 port=$(cat "$work/port")
 grep -q "listening on 127.0.0.1:$port" "$work/log" || fail "no listening line for port $port"
 grep -q "starting: listen=" "$work/log" || fail "no start-up configuration line"
-grep -q "schema at version 2" "$work/log" || fail "the accounts migration did not run"
+grep -q "schema at version 3" "$work/log" || fail "the migrations did not all run"
 if grep -q "${IM_AUTH_SECRET#test=}" "$work/log"; then fail "the token key leaked into the log"; fi
 if grep -q "secret" "$work/log"; then fail "a secret leaked into the log"; fi
 kill -TERM "$(cat "$work/pid")"
