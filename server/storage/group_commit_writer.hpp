@@ -14,9 +14,12 @@
 // Each receiver's range is allocated for every distinct send of the batch, but
 // only sends that store a new message take a seq (the lowest of the range, in
 // batch order): a resend, or a send refused because its client_msg_id was used
-// for another message, leaves the receiver's inbox untouched. The unused top
-// of a range is given back to Redis after the commit (if nobody allocated
-// above it meanwhile; else it is tombstoned at once). The compare-and-set
+// for another message, leaves the receiver's inbox untouched. The batch's one
+// statement takes every send to be new and rolls itself back if one is not
+// (WriterStats::checked_batches); the batch is then written again by a
+// statement that checks each key first. The unused top of a range is given
+// back to Redis after the commit (if nobody allocated above it meanwhile;
+// else it is tombstoned at once). The compare-and-set
 // cannot tell a counter that was lost and rebuilt to the same value from an
 // untouched one; then a seq is handed out twice, and the (owner, seq) primary
 // key refuses the second writer, which retries unacked (as below).
