@@ -1,5 +1,6 @@
 #include "server/storage/group_commit_writer.hpp"
 
+#include <algorithm>
 #include <optional>
 #include <string_view>
 #include <unordered_map>
@@ -501,7 +502,19 @@ StoreStatus GroupCommitWriter::write_batch(std::vector<Slot>& slots,
 
   try {
     // Each send's seq if every send is new: the next of its receiver's range.
-    std::vector<std::vector<std::size_t>> took(ranges_.size());  // slot by seq - first
+    // took[base[k] + seq - ranges_[k].first]: the slot that took that seq.
+    std::vector<std::size_t> base(ranges_.size());
+    std::size_t seqs_allocated = 0;
+    for (std::size_t k = 0; k < ranges_.size(); ++k) {
+      base[k] = seqs_allocated;
+      seqs_allocated += static_cast<std::size_t>(ranges_[k].last - ranges_[k].first + 1);
+    }
+    std::vector<std::size_t> took(seqs_allocated, slots.size());
+    auto take = [&](std::size_t i) {
+      Slot& s = slots[i];
+      took.at(base[s.range] + static_cast<std::size_t>(s.seq - ranges_[s.range].first)) = i;
+      ++ranges_[s.range].used;
+    };
     PgArray ord, sender, receiver, cmid, body, created, seq;
     // Negative control: fresh keys make every resend a new message.
     const bool skip_idempotency = fault::fires(fault::Point::skip_idempotency);
@@ -514,9 +527,8 @@ StoreStatus GroupCommitWriter::write_batch(std::vector<Slot>& slots,
     for (std::size_t i : unique) {
       Slot& s = slots[i];
       const SendCommand& c = *s.cmd;
-      Range& range = ranges_[s.range];
-      s.seq = range.first + range.used++;
-      took[s.range].push_back(i);
+      s.seq = ranges_[s.range].first + ranges_[s.range].used;
+      take(i);
       ord.add(static_cast<std::int64_t>(i));
       sender.add(c.sender);
       receiver.add(c.receiver);
@@ -559,7 +571,7 @@ StoreStatus GroupCommitWriter::write_batch(std::vector<Slot>& slots,
       // Nothing of the batch was stored. Again, with only the new sends
       // taking seqs (from each range's first).
       checked_batches_.fetch_add(1, std::memory_order_relaxed);
-      for (auto& t : took) t.clear();
+      std::fill(took.begin(), took.end(), slots.size());
       for (Range& range : ranges_) range.used = 0;
       for (std::size_t i : unique) slots[i].seq = 0;
       fault::at_stage(options_.stage_hook, fault::Stage::before_checked);
@@ -571,11 +583,7 @@ StoreStatus GroupCommitWriter::write_batch(std::vector<Slot>& slots,
         const auto i = row[0].as<std::size_t>();
         Slot& s = slots[i];
         s.seq = row[1].as<std::int64_t>();
-        auto& t = took[s.range];
-        const auto at = static_cast<std::size_t>(s.seq - ranges_[s.range].first);
-        if (t.size() <= at) t.resize(at + 1, slots.size());
-        t[at] = i;
-        ++ranges_[s.range].used;
+        take(i);
       }
     }
     // The messages stored, matched to their sends by (receiver, seq).
@@ -584,7 +592,7 @@ StoreStatus GroupCommitWriter::write_batch(std::vector<Slot>& slots,
     for (const auto& row : r) {
       if (!row[0].is_null()) continue;
       const std::size_t k = range_of.at(std::string_view(row[3].c_str(), row[3].size()));
-      Slot& s = slots.at(took[k].at(static_cast<std::size_t>(row[1].as<std::int64_t>() - ranges_[k].first)));
+      Slot& s = slots.at(took.at(base[k] + static_cast<std::size_t>(row[1].as<std::int64_t>() - ranges_[k].first)));
       s.status = {};
       s.stored_id = row[2].as<std::int64_t>();
       s.ack = {s.stored_id, s.cmd->received_at_us, s.seq, false};
