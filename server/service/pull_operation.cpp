@@ -21,6 +21,13 @@ PullOperation::PullOperation(Service& service, std::shared_ptr<Connection> conn,
       deadline_(std::chrono::steady_clock::now() + wait),
       timer_(conn_->executor()) {}
 
+PullOperation::~PullOperation() {
+  // Let go without an answer: its query was waiting in the ReadGate when the
+  // connection closed, and the gate dropped it (with the last reference). Its
+  // registration must not outlive it.
+  if (ticket_ && state_ != State::done) service_.waiters().remove(query_.owner, ticket_);
+}
+
 void PullOperation::start() {
   if (deadline_ > std::chrono::steady_clock::now()) {
     // Register before the first query, so a commit between the query and the

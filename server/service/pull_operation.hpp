@@ -35,6 +35,7 @@ class PullOperation final : public PendingWait,
  public:
   PullOperation(Service& service, std::shared_ptr<Connection> conn, std::uint64_t request_id,
                 PullQuery query, std::chrono::milliseconds wait);
+  ~PullOperation() override;
   void start();
   /// The connection closed: a waiting pull ends now (its answer goes nowhere).
   void end_wait() override;

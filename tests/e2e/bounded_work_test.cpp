@@ -220,7 +220,8 @@ TEST_CASE("bounded work: one never-reading connection with 400 pipelined Pulls o
   // bench runs, not asserted tightly on a shared machine).
   CHECK(run.p99_ms < 1000);
   WARN("one never-reader: RSS +" << (run.rss_peak - run.rss_before) / 1024 << " KiB at peak, "
-                                 << "watchdog p99 " << run.p99_ms << " ms");
+                                 << static_cast<long long>(run.rss_after - run.rss_before) / 1024
+                                 << " KiB after; watchdog p99 " << run.p99_ms << " ms");
 }
 
 TEST_CASE("bounded work: 100 never-reading connections stay under --max-response-bytes", "[e2e]") {
@@ -247,7 +248,8 @@ TEST_CASE("bounded work: 100 never-reading connections stay under --max-response
   while (gate.budget().used() != 0 && Clock::now() < until) std::this_thread::sleep_for(20ms);
   CHECK(gate.budget().used() == 0);
   WARN("100 never-readers: RSS +" << (run.rss_peak - run.rss_before) / 1024 << " KiB at peak, "
-                                  << "watchdog p99 " << run.p99_ms << " ms");
+                                  << static_cast<long long>(run.rss_after - run.rss_before) / 1024
+                                  << " KiB after; watchdog p99 " << run.p99_ms << " ms");
 }
 
 TEST_CASE("bounded work: a client that reads gets every page of a large inbox, cut at "

@@ -174,10 +174,18 @@ class Harness {
     }
   }
 
-  void close(unsigned c) {
+  /// The client half-closes (end of stream): nothing more is read, and
+  /// everything that arrived whole is still answered. With `reset`, the
+  /// connection is gone, as Session::close ends it: reads still queued for it
+  /// are dropped, long polls let go, and requests in flight may go unanswered.
+  void close(unsigned c, bool reset) {
     Conn& conn = conns_[c];
     conn.reading = false;
     conn.conn->closing = true;
+    if (!reset) return;
+    conn.closed = true;
+    service_->connection_closed(*conn.conn);
+    conn.conn->end_waits();
   }
 
   void fault(std::uint8_t f) {
@@ -216,6 +224,7 @@ class Harness {
   DispatchStats finish() {
     run_until_idle();
     for (Conn& conn : conns_) {
+      if (conn.closed) continue;  // reset: its requests may go unanswered
       for (const Pending& p : conn.outstanding) {
         // A reused request id with an Error not yet attributed: settled below.
         if (conn.deferred_errors.count(p.rid) > 0) continue;
@@ -232,6 +241,7 @@ class Harness {
     shutdown();
     run_until_idle();
     for (Conn& conn : conns_) {
+      if (conn.closed) continue;  // its unanswered requests were dropped
       std::map<std::uint64_t, std::size_t> left;
       for (const Pending& p : conn.outstanding) ++left[p.rid];
       expect(left == conn.deferred_errors,
@@ -239,6 +249,14 @@ class Harness {
       expect(conn.rid0_requests == 0, "a request with request_id 0 got no Error");
     }
     expect(waiters_.size() == 0, "a finished long poll left its waiter registered");
+    // Nothing is read for a connection that has closed, and every byte a
+    // read reserved is released, however its connection ended.
+    expect(store_.reads_submitted_closed() == 0,
+           fmt::format("{} read(s) reached the store after their connection closed",
+                       store_.reads_submitted_closed()));
+    expect(service_->read_gate().budget().used() == 0,
+           fmt::format("{} response byte(s) still reserved once idle",
+                       service_->read_gate().budget().used()));
     expect(store_.pending() == 0, "a submitted send was never committed");
     const std::string bad = store_.check();
     expect(bad.empty(), "store: " + bad);
@@ -250,6 +268,7 @@ class Harness {
     std::shared_ptr<FakeConnection> conn;
     std::vector<std::uint8_t> buffer;
     bool reading = true;
+    bool closed = false;  // by the client (close): requests may go unanswered
     std::vector<Pending> outstanding;
     // Errors for a request id shared by several outstanding requests: which
     // one they answer is settled at the end, by counting.
@@ -541,6 +560,9 @@ server::ServiceLimits dispatch_service_limits(std::uint8_t config) {
   const bool small = (config & kConfigSmallPulls) != 0;
   l.max_pull_limit = small ? 2 : 50;
   l.default_pull_limit = small ? 1 : 10;
+  // Few reads at once per connection, so that scripts often queue reads
+  // behind running ones (ReadGate) and close connections with reads queued.
+  l.max_reads_per_connection = 2;
   // Long polls end by a commit or at the end of the script (shutdown), never
   // by the clock while a script runs.
   l.max_wait_ms = 60000;
@@ -572,7 +594,7 @@ DispatchStats dispatch_one_input(const std::uint8_t* data, std::size_t size) {
         break;
       }
       case static_cast<unsigned>(ScriptOp::run): h.run_until_idle(); break;
-      case static_cast<unsigned>(ScriptOp::close): h.close(conn); break;
+      case static_cast<unsigned>(ScriptOp::close): h.close(conn, (op & kCloseReset) != 0); break;
       case static_cast<unsigned>(ScriptOp::fault):
         if (at < size) h.fault(data[at++]);
         break;

@@ -32,6 +32,10 @@ enum class FaultKind : std::uint8_t {
   read_unavailable = 3
 };
 
+/// On a close op: the connection is reset (the server dropped it, e.g. its
+/// write deadline passed), not half-closed by the client.
+inline constexpr std::uint8_t kCloseReset = 1u << 5;
+
 inline constexpr std::uint8_t kConfigRateLimit = 1u << 2;
 inline constexpr std::uint8_t kConfigSmallPulls = 1u << 3;
 
@@ -55,7 +59,14 @@ class DispatchScript {
     return *this;
   }
   DispatchScript& run() { return op(ScriptOp::run, 0); }
+  /// The client half-closes: what arrived whole is still answered.
   DispatchScript& close(unsigned conn) { return op(ScriptOp::close, conn); }
+  /// The connection is gone: requests in flight may go unanswered.
+  DispatchScript& reset(unsigned conn) {
+    op(ScriptOp::close, conn);
+    bytes_.back() |= kCloseReset;
+    return *this;
+  }
   DispatchScript& shutdown() { return op(ScriptOp::shutdown, 0); }
   /// Fails the next `count` (1..4) operations of `kind`.
   DispatchScript& fault(FaultKind kind, unsigned count) {

@@ -118,6 +118,18 @@ int main(int argc, char** argv) {
                                    .send(1, hello(1, "alice"))
                                    .send(1, send(2, "bob", 1, "gone?"))
                                    .run());
+  // Reads pipelined past the per-connection limit (2 here), then the
+  // connection is reset: the queued ones must never reach the store, and
+  // every byte reserved is released. Not an ok- seed: requests go unanswered.
+  {
+    DispatchScript s(2);
+    s.send(1, hello(1, "frank")).send(1, send(2, "erin", 1, "for erin")).run();
+    s.send(0, hello(1, "erin"));
+    for (std::uint64_t i = 0; i < 6; ++i) s.send(0, pull(2 + i, 0));
+    s.send(0, history(8, "frank", 0)).send(0, pull(9, 0, 0, 30000)).reset(0).run();
+    s.send(1, pull(3, 0)).run();
+    w("seed-reset-with-reads-queued", s);
+  }
   {
     DispatchScript s(1, im::fuzz::kConfigSmallPulls);
     s.send(0, hello(1, "dave"));

@@ -96,6 +96,7 @@ void MemoryStore::commit() {
 
 void MemoryStore::pull(server::PullQuery query,
                        std::function<void(const StoreStatus&, server::PullPage&&)> done) {
+  if (query.cancelled && query.cancelled->load()) ++reads_submitted_closed_;
   asio::post(executor_, [this, q = std::move(query), done = std::move(done)] {
     server::PullPage page;
     page.next_after_seq = q.after_seq;
@@ -126,6 +127,7 @@ void MemoryStore::pull(server::PullQuery query,
 
 void MemoryStore::history(server::HistoryQuery query,
                           std::function<void(const StoreStatus&, server::HistoryPage&&)> done) {
+  if (query.cancelled && query.cancelled->load()) ++reads_submitted_closed_;
   asio::post(executor_, [this, q = std::move(query), done = std::move(done)] {
     server::HistoryPage page;
     page.next_cursor = q.cursor;

@@ -52,6 +52,9 @@ class MemoryStore final : public server::MessageWriter, public server::MessageRe
   Faults& faults() { return faults_; }
   /// Reads dropped unrun because their connection had closed (ReadCancel set).
   std::uint64_t reads_cancelled() const { return reads_cancelled_; }
+  /// Reads handed to the store when their connection had already closed:
+  /// the service should have dropped them before (ReadGate::drop).
+  std::uint64_t reads_submitted_closed() const { return reads_submitted_closed_; }
 
   /// The stored message of (sender, client_msg_id), or nullptr.
   const protocol::MessageRecord* find(std::string_view sender, std::uint64_t client_msg_id) const;
@@ -79,6 +82,7 @@ class MemoryStore final : public server::MessageWriter, public server::MessageRe
   server::CommitListener& listener_;
   Faults faults_;
   std::uint64_t reads_cancelled_ = 0;
+  std::uint64_t reads_submitted_closed_ = 0;
   std::vector<server::SendCommand> pending_;
   bool commit_posted_ = false;
   std::vector<protocol::MessageRecord> messages_;  // messages_[id - 1]
