@@ -478,6 +478,41 @@ TEST_CASE("limits: a client that never reads is reset by --write-timeout-ms", "[
   CHECK(inbox_size(filler) == 0);  // the filler's own inbox: nothing stored by accident
 }
 
+TEST_CASE("limits: a client that pipelines Pings and never reads is reset once 16 MiB of answers "
+          "are queued",
+          "[e2e]") {
+  // Pings need no read, so the ReadGate does not hold them back, and each is
+  // answered at once, so the inflight limit never stops reading: only the
+  // per-connection queue cap bounds what their Pongs take. The write deadline
+  // is off here, so that nothing else ends the connection.
+  TestServer server([](server::Config& c) { c.write_timeout_ms = 0; });
+  const std::string p = unique_prefix("pingflood");
+  TimedClient good(server.port());
+  good.hello(p + "-good");
+  TimedClient flood(server.port());
+  flood.shrink_receive_buffer();
+  flood.hello(p + "-flood");
+  // 1.5 M Pings (~50 MB of Pongs): far more than the cap plus kernel buffers.
+  constexpr int kChunks = 150, kPerChunk = 10000;
+  bool reset = false;
+  for (int c = 0; c < kChunks && !reset; ++c) {
+    std::vector<std::uint8_t> chunk;
+    for (int i = 0; i < kPerChunk; ++i) {
+      const protocol::OutFrame f = protocol::encode_ping(flood.next_id(), 1);
+      chunk.insert(chunk.end(), f.data(), f.data() + f.size());
+    }
+    try {
+      flood.write_bytes(chunk);
+    } catch (const std::exception&) {
+      reset = true;  // the server reset the connection
+    }
+  }
+  const auto [received, ended] = flood.drain(5s);
+  INFO("reset while writing: " << reset << "; received " << received << " bytes; ended " << ended);
+  CHECK((reset || ended));
+  require_pong(good, 9);  // others are served meanwhile
+}
+
 TEST_CASE("limits: a failed connection is closed within a second even when it neither reads nor "
           "lets its long poll end",
           "[e2e]") {
