@@ -7,8 +7,11 @@
 #include <set>
 #include <thread>
 
+#include <pqxx/pqxx>
+
 #include "tests/support/expect_frame.hpp"
 #include "tests/support/raw_client.hpp"
+#include "tests/support/test_env.hpp"
 #include "tests/support/test_server.hpp"
 
 using namespace im;
@@ -218,6 +221,35 @@ TEST_CASE("a long poll is woken by a send and otherwise times out empty", "[e2e]
     CHECK(pull_of(r).next_after_seq() == 0);
     CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(400));
   }
+}
+
+TEST_CASE("a long poll waits on past seqs that hold no message and answers with the next message",
+          "[e2e]") {
+  // Seqs 1 and 2 of bob's inbox hold no message (tombstones of failed
+  // writes, written here by hand). A long poll at cursor 0 must not be
+  // answered with nothing: it moves past them and waits for a message.
+  TestServer server;
+  const std::string alice = unique_prefix("alice"), bob = unique_prefix("bob");
+  {
+    pqxx::connection conn(test::pg_url());
+    pqxx::nontransaction q(conn);
+    q.exec_params("INSERT INTO inbox (owner, seq, message_id) VALUES ($1, 1, NULL), ($1, 2, NULL)", bob);
+  }
+  RawClient b(server.port());
+  b.hello(bob);
+  std::thread sender([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    RawClient a(server.port());
+    a.hello(alice);
+    // Redis has no counter for bob: the writer raises it above MAX(seq).
+    CHECK(ack_of(a.send(bob, 1, "after the tombstones")).seq() == 3);
+  });
+  const auto r = b.pull(0, 10, 20000);
+  sender.join();
+  const auto& p = pull_of(r);
+  REQUIRE(p.messages()->size() == 1);
+  CHECK(p.messages()->Get(0)->seq() == 3);
+  CHECK(p.next_after_seq() == 3);
 }
 
 TEST_CASE("history pages one conversation both ways", "[e2e]") {
