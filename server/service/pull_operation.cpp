@@ -24,8 +24,9 @@ PullOperation::PullOperation(Service& service, std::shared_ptr<Connection> conn,
 PullOperation::~PullOperation() {
   // Let go without an answer: its query was waiting in the ReadGate when the
   // connection closed, and the gate dropped it (with the last reference). Its
-  // registration must not outlive it.
-  if (ticket_ && state_ != State::done) service_.waiters().remove(query_.owner, ticket_);
+  // registration must not outlive it. Through a handle: this may be freed
+  // after the service (by a read pool stopped later).
+  if (ticket_ && state_ != State::done) Waiters::remove(waiters_, query_.owner, ticket_);
 }
 
 void PullOperation::start() {
@@ -46,6 +47,7 @@ void PullOperation::start() {
           });
         });
     ticket_ = added.ticket;
+    waiters_ = service_.waiters().handle();
     if (Waiters::quiet(conn_->inbox_mark.get(), query_.owner, query_.after_seq, added.notified)) {
       // The last answer left this cursor with nothing after it, and no commit
       // to the inbox was notified since: a query would find nothing. Any

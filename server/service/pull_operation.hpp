@@ -25,6 +25,7 @@
 
 #include "server/service/connection.hpp"
 #include "server/service/store.hpp"
+#include "server/service/waiters.hpp"
 
 namespace im::server {
 
@@ -76,6 +77,7 @@ class PullOperation final : public PendingWait,
   std::size_t woken_inbox_ = 0;
   std::uint64_t woken_notified_ = 0;  // the inbox's notification count with woken_batch_
   std::uint64_t ticket_ = 0;
+  std::weak_ptr<Waiters::State> waiters_;  // for the destructor (see there)
   // The inbox's notification count when the running (or last) query was sent:
   // its answer holds everything committed and notified up to then.
   std::uint64_t query_notified_ = 0;

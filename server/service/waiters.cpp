@@ -63,15 +63,22 @@ Waiters::Added Waiters::add(const std::string& owner, Wake wake) {
 }
 
 void Waiters::remove(const std::string& owner, std::uint64_t ticket) {
+  remove(state_, owner, ticket);
+}
+
+void Waiters::remove(const std::weak_ptr<State>& handle, const std::string& owner,
+                     std::uint64_t ticket) {
+  const std::shared_ptr<State> state = handle.lock();
+  if (!state) return;
   WakePtr dropped;  // destroyed outside the lock
-  std::lock_guard lock(state_->mu);
-  const auto it = state_->by_owner.find(owner);
-  if (it == state_->by_owner.end()) return;
+  std::lock_guard lock(state->mu);
+  const auto it = state->by_owner.find(owner);
+  if (it == state->by_owner.end()) return;
   const auto w = it->second.waits.find(ticket);
   if (w == it->second.waits.end()) return;
   dropped = std::move(w->second);
   it->second.waits.erase(w);
-  state_->drop_if_unused(it);
+  state->drop_if_unused(it);
 }
 
 std::uint64_t Waiters::notified(const std::string& owner) const {

@@ -92,6 +92,12 @@ class Waiters final : public CommitListener {
   std::uint64_t quiet_starts() const { return quiet_starts_.load(); }
 
   struct State;  // shared with the marks
+  /// What remove() needs, for a holder that may outlive this object (an
+  /// operation freed late, e.g. by a read pool that stops after the service).
+  std::weak_ptr<State> handle() const { return state_; }
+  /// remove() through a handle; nothing if the state is gone.
+  static void remove(const std::weak_ptr<State>& handle, const std::string& owner,
+                     std::uint64_t ticket);
 
  private:
   std::shared_ptr<State> state_;
