@@ -24,7 +24,7 @@
 // untouched one; then a seq is handed out twice, and the (owner, seq) primary
 // key refuses the second writer, which retries unacked (as below).
 //
-// Seq hazards and how they are answered (see README "Design"):
+// Seq hazards and how they are answered (see docs/design.md):
 // - a seq whose write fails leaves a gap: the writer tombstones the seqs it
 //   abandons, and readers fill any gap older than gap_fill_ms;
 // - Redis behind PostgreSQL (restarted empty, flushed, evicted): a counter that

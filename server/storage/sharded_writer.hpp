@@ -6,7 +6,7 @@
 // statement, wait for the WAL flush, hand out the acks. While it waits for
 // the flush its PostgreSQL backend idles, and a single backend uses at most one
 // core. With N lanes, N batches are in PostgreSQL at once. (On a machine with
-// few cores this trades latency for throughput: see README "Writer lanes".)
+// few cores this trades latency for throughput: see docs/design.md, "Writer lanes".)
 //
 // Every send to one receiver goes to the same lane, in submit order, so what
 // the single writer guarantees per inbox holds per lane unchanged: the inbox's
