@@ -5,10 +5,10 @@
 
 #include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
-#include <spdlog/spdlog.h>
 
 #include "server/app/config.hpp"
 #include "server/app/server.hpp"
+#include "server/common/log.hpp"
 
 int main(int argc, char** argv) {
   im::server::Config config;
@@ -28,13 +28,13 @@ int main(int argc, char** argv) {
       std::ofstream(config.port_file) << server.port() << "\n";
     }
     signals.async_wait([](const std::error_code&, int signo) {
-      spdlog::get("app")->info("received signal {}", signo);
+      im::server::logs::app().info("received signal {}", signo);
     });
     signals_io.run();
     server.stop();
     return 0;
   } catch (const std::exception& e) {
-    spdlog::error("im-server: {}", e.what());
+    im::server::logs::app().error("{}", e.what());
     std::cerr << "im-server: fatal: " << e.what() << "\n";
     return 1;
   }

@@ -4,9 +4,9 @@
 #include <stdexcept>
 
 #include <pqxx/pqxx>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
 
+#include "server/common/log.hpp"
+#include "server/common/thread_name.hpp"
 #include "server/net/fd_limit.hpp"
 #include "server/net/listener.hpp"
 #include "server/net/tls_context.hpp"
@@ -18,26 +18,12 @@
 #include "server/storage/redis_commit_bus.hpp"
 #include "server/storage/schema.hpp"
 #include "server/storage/sharded_writer.hpp"
-#include "server/storage/thread_name.hpp"
 
 namespace im::server {
 
-void init_logging(const std::string& level) {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
-    for (const char* name : {"net", "svc", "pg", "app"}) {
-      auto logger = std::make_shared<spdlog::logger>(name, sink);
-      logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ [%n] %v");
-      spdlog::register_logger(logger);
-    }
-  });
-  spdlog::set_level(spdlog::level::from_str(level));
-}
-
 Server::Server(Config config) : config_(std::move(config)) {
   validate(config_);
-  init_logging(config_.log_level);
+  logs::set_level(config_.log_level);
 }
 
 Server::~Server() { stop(); }
@@ -49,9 +35,9 @@ std::size_t Server::long_polls() const { return waiters_ ? waiters_->size() : 0;
 std::size_t Server::sessions() const { return listener_ ? listener_->session_count() : 0; }
 
 void Server::start() {
-  auto log = spdlog::get("app");
-  log->info("starting: {}", describe(config_));
-  if (*fault::describe()) log->warn("TEST-ONLY fault points enabled: {}", fault::describe());
+  auto& log = logs::app();
+  log.info("starting: {}", describe(config_));
+  if (*fault::describe()) log.warn("TEST-ONLY fault points enabled: {}", fault::describe());
 
   // Migrate first: a server that cannot reach its database should say so now.
   // Retried briefly so that `docker compose up` and scripts may start us first.
@@ -60,14 +46,14 @@ void Server::start() {
     try {
       pqxx::connection conn(config_.pg_url);
       const int applied = migrate(conn);
-      log->info("schema at version {} ({} migration(s) applied now)", latest_schema_version(),
+      log.info("schema at version {} ({} migration(s) applied now)", latest_schema_version(),
                 applied);
       break;
     } catch (const std::exception& e) {
       if (attempt >= 20) {
         throw std::runtime_error(std::string("cannot prepare the database: ") + e.what());
       }
-      log->warn("database not ready ({}); retrying", e.what());
+      log.warn("database not ready ({}); retrying", e.what());
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
     }
   }
@@ -113,7 +99,7 @@ void Server::start() {
     auth.registration_open = config_.registration == "open";
     auth.login_token_ttl = std::chrono::seconds(config_.login_token_ttl_s);
   } else {
-    log->warn("--auth none: Hello's user is taken on trust, anyone can act as anyone; "
+    log.warn("--auth none: Hello's user is taken on trust, anyone can act as anyone; "
               "for development only");
   }
   service_ = std::make_unique<Service>(limits, *writer_, *reader_, *waiters_, config_.server_name,
@@ -136,9 +122,9 @@ void Server::start() {
   // Every connection is a descriptor: make room, and say so if there is not enough.
   const FdLimit fds = raise_fd_limit();
   const std::uint64_t reserved = 64 + 2ull * (config_.pg_pool + config_.pg_writers) + config_.threads;
-  log->info("open-file limit {} (hard {}{})", fds.soft, fds.hard, fds.raised ? ", raised" : "");
+  log.info("open-file limit {} (hard {}{})", fds.soft, fds.hard, fds.raised ? ", raised" : "");
   if (fds.soft < config_.max_connections + reserved) {
-    log->warn("--max-connections {} needs about {} open files but the limit is {}: accept fails "
+    log.warn("--max-connections {} needs about {} open files but the limit is {}: accept fails "
               "(EMFILE) beyond about {} connections; raise the hard limit (ulimit -Hn, LimitNOFILE=)",
               config_.max_connections, config_.max_connections + reserved, fds.soft,
               fds.soft > reserved ? fds.soft - reserved : 0);
@@ -148,10 +134,10 @@ void Server::start() {
   std::shared_ptr<asio::ssl::context> tls;
   if (!config_.tls_cert.empty()) {
     tls = make_server_tls_context(config_.tls_cert, config_.tls_key);
-    log->info("TLS on: TLS 1.2 and later only, certificate {}, key {}", config_.tls_cert,
+    log.info("TLS on: TLS 1.2 and later only, certificate {}, key {}", config_.tls_cert,
               config_.tls_key);
   } else {
-    log->info("TLS off: plain TCP (enable with --tls-cert and --tls-key)");
+    log.info("TLS off: plain TCP (enable with --tls-cert and --tls-key)");
   }
   listener_ = std::make_unique<Listener>(contexts, endpoint, *service_, nlimits, std::move(tls));
 
@@ -167,14 +153,14 @@ void Server::start() {
   }
   listener_->start();
   running_ = true;
-  log->info("listening on {}:{}", config_.listen_host, listener_->port());
+  log.info("listening on {}:{}", config_.listen_host, listener_->port());
 }
 
 void Server::stop() {
   if (!running_) return;
   running_ = false;
-  auto log = spdlog::get("app");
-  log->info("shutting down: draining in-flight requests");
+  auto& log = logs::app();
+  log.info("shutting down: draining in-flight requests");
   listener_->stop_accepting();
   service_->begin_shutdown();
   listener_->shutdown_sessions();
@@ -186,7 +172,7 @@ void Server::stop() {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   if (const auto left = listener_->session_count(); left > 0) {
-    log->warn("{} connection(s) still open after the drain timeout; closing", left);
+    log.warn("{} connection(s) still open after the drain timeout; closing", left);
   }
   reader_->stop();
   if (accounts_) accounts_->stop();
@@ -197,18 +183,18 @@ void Server::stop() {
   io_threads_.clear();
   listener_.reset();
   const WriterStats ws = writer_->stats();
-  log->info("stopped: {} batch(es) committed; woken long polls answered {} from the commit, {} "
+  log.info("stopped: {} batch(es) committed; woken long polls answered {} from the commit, {} "
             "by a query; {} long poll(s) waited without a first query",
             ws.batches_committed, waiters_->answered_from_commit(),
             waiters_->answered_from_query(), waiters_->quiet_starts());
   auto& gate = service_->read_gate();
-  log->info("stopped: reads: {} waited for their connection's room, {} dropped with their "
+  log.info("stopped: reads: {} waited for their connection's room, {} dropped with their "
             "connection, {} cancelled unrun in the pool; response bytes peaked at {} (ceiling {}), "
             "{} read(s) refused busy",
             gate.waited(), gate.dropped(), reader_->reads_cancelled(), gate.budget().peak(),
             gate.budget().capacity(), gate.budget().refusals());
   // One key=value line, names as in WriterStats: the fault tier greps it.
-  log->info("writer stats: batches_committed={} batches_failed={} counter_raises={} "
+  log.info("writer stats: batches_committed={} batches_failed={} counter_raises={} "
             "unique_violation_retries={} deadlock_retries={} seqs_given_back={} seqs_tombstoned={} checked_batches={}",
             ws.batches_committed, ws.batches_failed, ws.counter_raises,
             ws.unique_violation_retries, ws.deadlock_retries, ws.seqs_given_back, ws.seqs_tombstoned,

@@ -27,9 +27,6 @@ class RedisCommitBus;
 class Service;
 class Listener;
 
-/// Creates the named spdlog loggers (net, svc, pg, app) once, at `level`.
-void init_logging(const std::string& level);
-
 class Server {
  public:
   explicit Server(Config config);

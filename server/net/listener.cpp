@@ -8,9 +8,9 @@
 #include <asio/post.hpp>
 #include <asio/use_awaitable.hpp>
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "protocol/frames.hpp"
+#include "server/common/log.hpp"
 
 namespace im::server {
 namespace {
@@ -69,7 +69,7 @@ asio::awaitable<void> Listener::accept_loop() {
       if (ec == asio::error::operation_aborted || !acceptor_.is_open()) break;
       // EMFILE and friends: log, back off briefly, keep serving.
       if (const auto n = stats_.accept_errors.note()) {
-        spdlog::get("net")->warn("accept failed: {} ({} failure(s) since the last line, {} in all)",
+        logs::net().warn("accept failed: {} ({} failure(s) since the last line, {} in all)",
                                  ec.message(), n, stats_.accept_errors.total());
       }
       asio::steady_timer pause(acceptor_.get_executor(), std::chrono::milliseconds(50));
@@ -85,7 +85,7 @@ asio::awaitable<void> Listener::accept_loop() {
       continue;
     }
     const std::uint64_t id = next_id_.fetch_add(1);
-    spdlog::get("net")->info("[s{}] accepted from {}:{}", id, peer.address().to_string(), peer.port());
+    logs::net().info("{} accepted from {}:{}", SessionTag{id}, peer.address().to_string(), peer.port());
     auto session = std::make_shared<Session>(
         std::move(socket), tls_.get(), id, service_, limits_.session, stats_,
         [this, address = peer.address()](std::uint64_t closed_id) {
@@ -113,7 +113,7 @@ void Listener::refuse(asio::ip::tcp::socket socket, const asio::ip::address& pee
                           peer.to_string(), limiter_.max_per_address());
   LogThrottle& throttle = total ? stats_.rejected_total : stats_.rejected_per_address;
   if (const auto n = throttle.note()) {
-    spdlog::get("net")->warn("refused a connection from {}: {} ({} refused so since the last line, "
+    logs::net().warn("refused a connection from {}: {} ({} refused so since the last line, "
                              "{} in all)",
                              peer.to_string(), message, n, throttle.total());
   }

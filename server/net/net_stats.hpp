@@ -6,7 +6,7 @@
 // Thread-safety: every member is lock-free. Owned by the Listener and used by
 // its sessions' handlers, which never run after the Listener is gone.
 
-#include "server/service/log_throttle.hpp"
+#include "server/common/log_throttle.hpp"
 
 namespace im::server {
 

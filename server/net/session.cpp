@@ -6,7 +6,8 @@
 #include <asio/post.hpp>
 #include <asio/write.hpp>
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
+
+#include "server/common/log.hpp"
 
 namespace im::server {
 
@@ -47,9 +48,9 @@ void Session::on_tls_handshake(const std::error_code& ec) {
   if (closed_) return;
   if (ec) {
     if (const auto n = stats_.tls_handshake_failures.note()) {
-      spdlog::get("net")->warn("[s{}] TLS handshake failed: {}; closing ({} such since the last "
+      logs::net().warn("{} TLS handshake failed: {}; closing ({} such since the last "
                                "line, {} in all)",
-                               id_, ec.message(), n, stats_.tls_handshake_failures.total());
+                               SessionTag{id_}, ec.message(), n, stats_.tls_handshake_failures.total());
     }
     return close();
   }
@@ -213,7 +214,7 @@ std::size_t Session::handle_frames(std::span<const std::uint8_t> in, std::size_t
     if (d.status == protocol::DecodeStatus::need_more) break;
     if (d.status == protocol::DecodeStatus::error) {
       // Refused on its length alone, before any of it is kept.
-      spdlog::get("net")->warn("[s{}] {} ({} bytes, limit {}); closing", id_, d.reason,
+      logs::net().warn("{} {} ({} bytes, limit {}); closing", SessionTag{id_}, d.reason,
                                protocol::read_length_prefix(in.subspan(used)), max);
       fail(protocol::encode_error(0, d.error, d.reason));
       break;
@@ -223,7 +224,7 @@ std::size_t Session::handle_frames(std::span<const std::uint8_t> in, std::size_t
     std::string why;
     const wire::Frame* frame = protocol::verify_frame(aligned(d.frame), limits_.verify, why);
     if (!frame) {
-      spdlog::get("net")->warn("[s{}] bad frame: {}; closing", id_, why);
+      logs::net().warn("{} bad frame: {}; closing", SessionTag{id_}, why);
       fail(protocol::encode_error(0, wire::ErrorCode::ProtocolError, why));
       break;
     }
@@ -273,7 +274,7 @@ void Session::enqueue(protocol::OutFrame frame, bool is_response) {
   service_.response_budget().add(frame.size());
   queue_.push_back(std::move(frame));
   if (queued_bytes_ > limits_.max_queued_bytes) {
-    spdlog::get("net")->warn("[s{}] user={} not reading: {} bytes queued, disconnecting", id_, user,
+    logs::net().warn("{} user={} not reading: {} bytes queued, disconnecting", SessionTag{id_}, user,
                              queued_bytes_);
     // Reset, not close: the kernel drops what it still holds for this client
     // at once instead of keeping it (megabytes) until the client reads.
@@ -407,10 +408,10 @@ Session::Clock::time_point Session::check_deadlines(Clock::time_point now) {
     const auto at = write_started_ + limits_.write_timeout;
     if (now >= at) {
       if (const auto n = stats_.write_timeouts.note()) {
-        spdlog::get("net")->warn(
-            "[s{}] user={} write timeout: the client took no write of its {} queued bytes within "
+        logs::net().warn(
+            "{} user={} write timeout: the client took no write of its {} queued bytes within "
             "{} ms; resetting ({} such since the last line, {} in all)",
-            id_, user, queued_bytes_, limits_.write_timeout.count(), n,
+            SessionTag{id_}, user, queued_bytes_, limits_.write_timeout.count(), n,
             stats_.write_timeouts.total());
       }
       std::error_code ignored;
@@ -444,8 +445,8 @@ void Session::expire(LogThrottle& throttle, spdlog::level::level_enum level,
                      const std::string& message) {
   expired_ = true;
   if (const auto n = throttle.note()) {
-    spdlog::get("net")->log(level, "[s{}] user={} {}; closing ({} such since the last line, {} in all)",
-                            id_, user, message, n, throttle.total());
+    logs::net().log(level, "{} user={} {}; closing ({} such since the last line, {} in all)",
+                            SessionTag{id_}, user, message, n, throttle.total());
   }
   // Before the TLS handshake completes there is no channel for an Error.
   if (tls_handshaking_) return close();
@@ -484,7 +485,7 @@ void Session::close(bool graceful) {
   }
   held_back_ = false;
   watchdog_.cancel();
-  spdlog::get("net")->info("[s{}] closed user={}", id_, user);
+  logs::net().info("{} closed user={}", SessionTag{id_}, user);
   if (on_close_) on_close_(id_);
 }
 

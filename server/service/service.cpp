@@ -5,11 +5,11 @@
 
 #include <asio/post.hpp>
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "protocol/page_size.hpp"
 #include "protocol/validate.hpp"
 #include "server/auth/password.hpp"
+#include "server/common/log.hpp"
 #include "server/service/pull_operation.hpp"
 
 namespace im::server {
@@ -139,8 +139,8 @@ void Service::on_hello(const std::shared_ptr<Connection>& conn, std::uint64_t ri
     const auto check = auth::verify_token(*auth_.keys, token, wall_clock_us() / 1000000);
     if (check.status != auth::TokenCheck::Status::ok) {
       if (const auto n = auth_failed_log_.note()) {
-        spdlog::get("svc")->warn("[s{}] hello refused: {} ({} refusal(s) since the last such line)",
-                                 conn->id(), check.message(), n);
+        logs::auth().warn("{} hello refused: {} ({} refusal(s) since the last such line)",
+                                 SessionTag{conn->id()}, check.message(), n);
       }
       return conn->fail(encode_error(rid, ErrorCode::Unauthenticated, check.message()));
     }
@@ -154,7 +154,7 @@ void Service::on_hello(const std::shared_ptr<Connection>& conn, std::uint64_t ri
     conn->user = check.user;
     conn->auth_expires_us = check.expires_at_s * 1000000;
   }
-  spdlog::get("svc")->info("[s{}] hello user={} client={}", conn->id(), conn->user,
+  logs::auth().info("{} hello user={} client={}", SessionTag{conn->id()}, conn->user,
                            m.client_name() ? m.client_name()->str() : "");
   const protocol::ServerLimits limits{limits_.max_frame_bytes, limits_.max_body_bytes,
                                       limits_.max_pull_limit, limits_.max_wait_ms,
@@ -188,9 +188,9 @@ void Service::on_send(const std::shared_ptr<Connection>& conn, std::uint64_t rid
     if (!decision.allowed) {
       const std::uint32_t retry_ms = retry_hint_ms(decision);
       if (const auto n = rate_limited_log_.note()) {
-        spdlog::get("svc")->warn("[s{}] user={} over the send rate limit ({}/s, burst {}): {} send(s) "
+        logs::svc().warn("{} user={} over the send rate limit ({}/s, burst {}): {} send(s) "
                                  "refused since the last such line, {} in all",
-                                 conn->id(), conn->user, limits_.send_rate, limits_.send_burst, n,
+                                 SessionTag{conn->id()}, conn->user, limits_.send_rate, limits_.send_burst, n,
                                  rate_limited_log_.total());
       }
       return conn->respond(encode_error(
@@ -332,13 +332,13 @@ void Service::on_account(const std::shared_ptr<Connection>& conn, std::uint64_t 
           encode_error(rid, ErrorCode::AlreadyExists, "user id '" + user + "' is taken"));
     }
     if (outcome == AccountOutcome::bad_credentials) {
-      spdlog::get("svc")->info("[s{}] login refused for user={}", conn->id(), user);
+      logs::auth().info("{} login refused for user={}", SessionTag{conn->id()}, user);
       return conn->respond(
           encode_error(rid, ErrorCode::Unauthenticated, "unknown user or wrong password"));
     }
     const std::int64_t expires_s = wall_clock_us() / 1000000 + ttl.count();
     const std::string token = auth::issue_token(keys->signing_key(), user, expires_s);
-    spdlog::get("svc")->info("[s{}] {} user={}", conn->id(), create ? "registered" : "logged in",
+    logs::auth().info("{} {} user={}", SessionTag{conn->id()}, create ? "registered" : "logged in",
                              user);
     conn->respond(protocol::encode_auth_result(rid, user, token, expires_s * 1000000));
   };

@@ -18,7 +18,7 @@
 #include "protocol/message.hpp"
 #include "server/auth/token.hpp"
 #include "server/service/connection.hpp"
-#include "server/service/log_throttle.hpp"
+#include "server/common/log_throttle.hpp"
 #include "server/service/read_gate.hpp"
 #include "server/service/rate_limiter.hpp"
 #include "server/service/store.hpp"

@@ -9,7 +9,7 @@
 #include <sstream>
 #include <string>
 
-#include <spdlog/spdlog.h>
+#include "server/common/log.hpp"
 
 namespace im::server::fault {
 namespace {
@@ -67,8 +67,8 @@ bool enabled(Point point) { return config().probability[static_cast<int>(point)]
 
 void maybe_crash(Point point) {
   if (!fires(point)) return;
-  spdlog::get("pg")->critical("fault point {}: SIGKILL", kNames[static_cast<int>(point)]);
-  spdlog::get("pg")->flush();
+  logs::pg().critical("fault point {}: SIGKILL", kNames[static_cast<int>(point)]);
+  logs::pg().flush();
   std::raise(SIGKILL);
 }
 

@@ -5,11 +5,10 @@
 #include <string_view>
 #include <unordered_map>
 
-#include <spdlog/spdlog.h>
-
+#include "server/common/log.hpp"
 #include "server/storage/fault_points.hpp"
 #include "server/storage/pg_array.hpp"
-#include "server/storage/thread_name.hpp"
+#include "server/common/thread_name.hpp"
 
 namespace im::server {
 namespace {
@@ -218,7 +217,7 @@ bool GroupCommitWriter::ensure_pg(StoreStatus& status) {
     pg_->prepare(kFindExisting, kFindExistingSql);
     pg_->prepare(kMaxSeq, kMaxSeqSql);
     pg_->prepare(kTombstone, kTombstoneSql);
-    spdlog::get("pg")->info("writer connected to PostgreSQL");
+    logs::pg().info("writer connected to PostgreSQL");
     return true;
   } catch (...) {
     status = classify_pg_exception(std::current_exception());
@@ -265,7 +264,7 @@ void GroupCommitWriter::process(std::vector<SendCommand>& batch) {
   if (!status.ok()) {
     backend_down_.store(status.code == StoreCode::unavailable, std::memory_order_relaxed);
     batches_failed_.fetch_add(1, std::memory_order_relaxed);
-    spdlog::get("pg")->warn("batch of {} sends failed: {}", batch.size(), status.message);
+    logs::pg().warn("batch of {} sends failed: {}", batch.size(), status.message);
   } else {
     backend_down_.store(false, std::memory_order_relaxed);
     batches_committed_.fetch_add(1, std::memory_order_relaxed);
@@ -443,7 +442,7 @@ void GroupCommitWriter::release_unused() {
     try {
       seqs_.give_back(owners, from, to, given);
     } catch (const RedisError& e) {
-      spdlog::get("pg")->warn("could not give back unused seqs, tombstoning them: {}", e.what());
+      logs::pg().warn("could not give back unused seqs, tombstoning them: {}", e.what());
       given.assign(owners.size(), false);
     }
   }
@@ -658,7 +657,7 @@ StoreStatus GroupCommitWriter::write_batch(std::vector<Slot>& slots,
     // An (owner, seq) was taken: the Redis counter is behind PostgreSQL (or a
     // reader tombstoned a seq we were slow to write). Abandon this attempt's
     // seqs and raise every counter of the batch above the stored maximum.
-    spdlog::get("pg")->warn("seq collision, retrying batch: {}", e.what());
+    logs::pg().warn("seq collision, retrying batch: {}", e.what());
     last_conflict_ = Conflict::seq_collision;
     abandon_ranges();
     try {
@@ -685,7 +684,7 @@ StoreStatus GroupCommitWriter::write_batch(std::vector<Slot>& slots,
     // for each other; PostgreSQL rolls one back. Nothing of it was stored:
     // abandon its seqs and write it again (the new attempt waits for the other
     // batch's keys like any insert, then finds them taken or free).
-    spdlog::get("pg")->warn("batch rolled back by a deadlock, retrying: {}", e.what());
+    logs::pg().warn("batch rolled back by a deadlock, retrying: {}", e.what());
     last_conflict_ = Conflict::deadlock;
     abandon_ranges();
     return {StoreCode::conflict, "deadlock"};

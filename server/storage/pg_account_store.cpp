@@ -1,9 +1,9 @@
 #include "server/storage/pg_account_store.hpp"
 
 #include <sodium.h>
-#include <spdlog/spdlog.h>
 
 #include "server/auth/password.hpp"
+#include "server/common/log.hpp"
 
 namespace im::server {
 
@@ -58,7 +58,7 @@ void PgAccountStore::run_job(pqxx::connection* conn, StoreStatus status, Job& jo
     }
   }
   if (!status.ok()) {
-    spdlog::get("pg")->warn("account {} for user={} failed: {}",
+    logs::pg().warn("account {} for user={} failed: {}",
                             job.create ? "registration" : "login", job.user, status.message);
   }
   sodium_memzero(job.password.data(), job.password.size());

@@ -1,6 +1,6 @@
 #include "server/storage/pg_job_pool.hpp"
 
-#include "server/storage/thread_name.hpp"
+#include "server/common/thread_name.hpp"
 
 namespace im::server {
 

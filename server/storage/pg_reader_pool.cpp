@@ -3,9 +3,8 @@
 #include <algorithm>
 #include <limits>
 
-#include <spdlog/spdlog.h>
-
 #include "protocol/page_size.hpp"
+#include "server/common/log.hpp"
 #include "server/storage/pg_array.hpp"
 
 namespace im::server {
@@ -244,7 +243,7 @@ PullPage PgReaderPool::run_pull(pqxx::connection& conn, const PullQuery& q) {
     {
       gaps_filled_.fetch_add(static_cast<std::uint64_t>(filled.affected_rows()));
     }
-    spdlog::get("pg")->warn("filled {} inbox gap(s) of {} from seq {} with {} tombstone(s)",
+    logs::pg().warn("filled {} inbox gap(s) of {} from seq {} with {} tombstone(s)",
                             filled_starts.size(), q.owner, filled_starts.front(),
                             filled.affected_rows());
   }

@@ -7,9 +7,9 @@
 #include <sstream>
 
 #include <hiredis/hiredis.h>
-#include <spdlog/spdlog.h>
 
-#include "server/storage/thread_name.hpp"
+#include "server/common/log.hpp"
+#include "server/common/thread_name.hpp"
 
 namespace im::server {
 namespace {
@@ -116,45 +116,75 @@ void RedisCommitBus::publish_loop() {
 
 void RedisCommitBus::publish(const std::string& names) {
   redisContext* c = publisher();
-  if (!c) return;
-  std::string message = instance_;
-  message.append(names);
-  auto* reply = static_cast<redisReply*>(
-      redisCommand(c, "PUBLISH %s %b", kChannel, message.data(), message.size()));
+  redisReply* reply = nullptr;
+  if (c) {
+    std::string message = instance_;
+    message.append(names);
+    reply = static_cast<redisReply*>(
+        redisCommand(c, "PUBLISH %s %b", kChannel, message.data(), message.size()));
+    if (!reply) pub_.reset();
+  }
   if (!reply) {
-    pub_.reset();
+    if (const auto n = publish_failures_.note()) {
+      logs::redis().warn("commit bus: {} announcement(s) not published ({} in all): {}; other "
+                         "processes' long polls answer by their deadline meanwhile",
+                         n, publish_failures_.total(), c ? "Redis connection broke" : "no connection to Redis");
+    }
     return;
   }
   freeReplyObject(reply);
 }
 
+RedisCommitBus::Stats RedisCommitBus::stats() const {
+  return Stats{remote_.load(), subscriptions_.load(), lost_.load(), resyncs_.load(),
+               publish_failures_.total()};
+}
+
 void RedisCommitBus::subscribe_loop() {
   while (!stopping_.load()) {
     std::unique_ptr<redisContext, Free> c(connect(endpoint_, std::chrono::milliseconds(500)));
-    if (!c) {
+    auto* r = c ? static_cast<redisReply*>(redisCommand(c.get(), "SUBSCRIBE %s", kChannel)) : nullptr;
+    if (!r) {
+      if (const auto n = connect_failures_.note()) {
+        logs::redis().warn("commit bus: cannot subscribe to {} at {}:{} ({} attempt(s) since the last "
+                           "such line); retrying", kChannel, endpoint_.host, endpoint_.port, n);
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
       continue;
     }
-    auto* r = static_cast<redisReply*>(redisCommand(c.get(), "SUBSCRIBE %s", kChannel));
-    if (!r) continue;
     freeReplyObject(r);
+    const bool again = subscriptions_.fetch_add(1) > 0;
     // Commits announced while there was no subscription (broken, or not made
     // yet at start-up) are lost: every long poll queries again, and no quiet
     // mark may vouch for that time.
     local_.resync();
+    resyncs_.fetch_add(1);
+    if (again) {
+      logs::redis().info("commit bus: subscribed to {} again; local long polls resynced (they query "
+                         "once)", kChannel);
+    } else {
+      logs::redis().info("commit bus: subscribed to {} at {}:{}", kChannel, endpoint_.host,
+                         endpoint_.port);
+    }
     // Wait for data with poll() so the loop notices stop(); then parse every
     // complete reply hiredis has buffered.
-    bool healthy = true;
-    while (healthy && !stopping_.load()) {
+    const char* lost = nullptr;
+    while (!lost && !stopping_.load()) {
       pollfd pfd{c->fd, POLLIN, 0};
       const int ready = ::poll(&pfd, 1, 200);
-      if (ready < 0 && errno != EINTR) break;
+      if (ready < 0 && errno != EINTR) {
+        lost = "poll failed";
+        break;
+      }
       if (ready <= 0) continue;
-      if (redisBufferRead(c.get()) != REDIS_OK) break;
+      if (redisBufferRead(c.get()) != REDIS_OK) {
+        lost = "connection closed";
+        break;
+      }
       for (;;) {
         void* raw = nullptr;
         if (redisGetReplyFromReader(c.get(), &raw) != REDIS_OK) {
-          healthy = false;
+          lost = "bad reply";
           break;
         }
         if (!raw) break;
@@ -162,6 +192,11 @@ void RedisCommitBus::subscribe_loop() {
                                                            freeReplyObject);
         handle_message(reply.get());
       }
+    }
+    if (lost) {
+      lost_.fetch_add(1);
+      logs::redis().warn("commit bus: subscription to {} lost ({}{}{}); resubscribing", kChannel, lost,
+                         c->errstr[0] ? ": " : "", c->errstr);
     }
   }
 }

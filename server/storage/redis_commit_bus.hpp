@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "server/common/log_throttle.hpp"
 #include "server/service/store.hpp"
 #include "server/storage/redis_seq.hpp"
 
@@ -42,6 +43,15 @@ class RedisCommitBus final : public CommitListener {
 
   void notify(const std::shared_ptr<const CommittedBatch>& batch) override;
 
+  /// What the bus has done, for the stats snapshot.
+  struct Stats {
+    std::uint64_t remote_notifications = 0;  // commits announced by other processes
+    std::uint64_t subscriptions = 0;         // SUBSCRIBEs that succeeded (1 at start)
+    std::uint64_t subscriptions_lost = 0;    // a subscription that broke
+    std::uint64_t resyncs = 0;               // local waiters told to query again
+    std::uint64_t publish_failures = 0;      // PUBLISHes not sent (Redis down or broke)
+  };
+  Stats stats() const;
   std::uint64_t remote_notifications() const { return remote_.load(); }
 
  private:
@@ -61,6 +71,11 @@ class RedisCommitBus final : public CommitListener {
   std::chrono::steady_clock::time_point pub_retry_at_{};
   std::atomic<bool> stopping_{false};
   std::atomic<std::uint64_t> remote_{0};
+  std::atomic<std::uint64_t> subscriptions_{0};
+  std::atomic<std::uint64_t> lost_{0};
+  std::atomic<std::uint64_t> resyncs_{0};
+  LogThrottle connect_failures_{std::chrono::seconds(10)};
+  LogThrottle publish_failures_{std::chrono::seconds(10)};
   std::thread subscriber_;
   std::thread publisher_;
   std::mutex pub_mu_;

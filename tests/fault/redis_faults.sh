@@ -17,3 +17,10 @@ kill -STOP "$(cat "$IM_TEST_REDIS_PIDFILE")"; sleep 2; kill -CONT "$(cat "$IM_TE
 wait_load
 expect_clean "Redis restart, flush and pause"
 expect_raises a "Redis restart and flush"
+# The commit bus says what happened to its subscription: the restart broke it,
+# and it subscribed again (its long polls told to query once).
+grep -q "commit bus: subscription to im:commits lost" "$work/server-a.log" \
+  || fail "the commit bus did not log the subscription it lost when Redis restarted"
+grep -q "commit bus: subscribed to im:commits again" "$work/server-a.log" \
+  || fail "the commit bus did not log subscribing again after Redis restarted"
+log "PASS Redis restart: the commit bus logged the lost subscription and the resubscription"

@@ -14,12 +14,11 @@
 
 #include <asio/io_context.hpp>
 #include <fmt/format.h>
-#include <spdlog/sinks/null_sink.h>
-#include <spdlog/spdlog.h>
 
 #include "protocol/frame_codec.hpp"
 #include "protocol/frames.hpp"
 #include "protocol/validate.hpp"
+#include "server/common/log.hpp"
 #include "server/service/waiters.hpp"
 #include "tests/fuzz/dispatch_script.hpp"
 #include "tests/support/fake_connection.hpp"
@@ -51,19 +50,7 @@ std::unique_ptr<server::Service> make_service(const server::ServiceLimits& limit
                                            server::ServiceAuth{});
 }
 
-void quiet_loggers() {
-  // The service logs through spdlog::get("svc"); a null sink keeps it cheap.
-  static const bool once = [] {
-    for (const char* name : {"svc", "net", "pg", "redis", "app"}) {
-      if (spdlog::get(name)) continue;
-      auto logger = std::make_shared<spdlog::logger>(name, std::make_shared<spdlog::sinks::null_sink_mt>());
-      logger->set_level(spdlog::level::off);
-      spdlog::register_logger(logger);
-    }
-    return true;
-  }();
-  (void)once;
-}
+void quiet_loggers() { server::logs::set_level("off"); }
 
 // What the harness remembers of one request until its response comes.
 struct Pending {

@@ -16,6 +16,7 @@
 
 #include "tests/support/send_future.hpp"
 #include "server/app/server.hpp"
+#include "server/common/log.hpp"
 #include "server/service/waiters.hpp"
 #include "server/storage/group_commit_writer.hpp"
 #include "server/storage/pg_reader_pool.hpp"
@@ -40,7 +41,7 @@ struct Harness {
                    std::string pg = test::pg_url(), std::string redis = test::redis_url(),
                    std::size_t lanes = 1,
                    std::chrono::microseconds batch_delay = std::chrono::microseconds(100)) {
-    init_logging("warn");
+    logs::set_level("warn");
     {
       pqxx::connection conn(test::pg_url());
       migrate(conn);
@@ -273,7 +274,7 @@ TEST_CASE("a stuck writer answers busy when its queue is full and unavailable on
   asio::ip::tcp::acceptor black_hole(io, {asio::ip::make_address("127.0.0.1"), 0});
   const auto port = black_hole.local_endpoint().port();
 
-  init_logging("warn");
+  logs::set_level("warn");
   Waiters waiters;
   GroupCommitOptions w;
   w.pg.url = "postgresql://im@127.0.0.1:" + std::to_string(port) + "/im?connect_timeout=2&sslmode=disable";

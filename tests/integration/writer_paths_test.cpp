@@ -18,6 +18,7 @@
 
 #include "tests/support/send_future.hpp"
 #include "server/app/server.hpp"
+#include "server/common/log.hpp"
 #include "server/service/waiters.hpp"
 #include "server/storage/group_commit_writer.hpp"
 #include "server/storage/schema.hpp"
@@ -66,7 +67,7 @@ struct Writer {
   std::unique_ptr<GroupCommitWriter> writer;
 
   explicit Writer(int db, fault::StageHook hook = {}) {
-    init_logging("warn");
+    logs::set_level("warn");
     {
       pqxx::connection conn(test::pg_url());
       migrate(conn);

@@ -12,7 +12,7 @@
 
 #include "server/net/connection_limiter.hpp"
 #include "server/net/fd_limit.hpp"
-#include "server/service/log_throttle.hpp"
+#include "server/common/log_throttle.hpp"
 #include "server/service/rate_limiter.hpp"
 
 using namespace im::server;
