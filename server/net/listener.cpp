@@ -18,11 +18,11 @@ constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
 }  // namespace
 
 Listener::Listener(std::vector<asio::io_context*> io_contexts,
-                   const asio::ip::tcp::endpoint& endpoint, Service& service,
+                   const asio::ip::tcp::endpoint& endpoint, SessionHandler& handler,
                    ListenerLimits limits, std::shared_ptr<asio::ssl::context> tls)
     : io_contexts_(std::move(io_contexts)),
       acceptor_(*io_contexts_.at(0)),
-      service_(service),
+      handler_(handler),
       limits_(limits),
       tls_(std::move(tls)),
       limiter_(limits.max_connections, limits.max_connections_per_address) {
@@ -87,7 +87,7 @@ asio::awaitable<void> Listener::accept_loop() {
     const std::uint64_t id = next_id_.fetch_add(1);
     logs::net().info("{} accepted from {}:{}", SessionTag{id}, peer.address().to_string(), peer.port());
     auto session = std::make_shared<Session>(
-        std::move(socket), tls_.get(), id, service_, limits_.session, stats_,
+        std::move(socket), tls_.get(), id, handler_, limits_.session, stats_,
         [this, address = peer.address()](std::uint64_t closed_id) {
           {
             std::lock_guard lock(mu_);

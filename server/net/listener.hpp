@@ -49,7 +49,7 @@ class Listener {
   /// Binds `endpoint` (port 0 picks a free one) on io_contexts[0]; throws on
   /// failure. `tls` null: plain TCP.
   Listener(std::vector<asio::io_context*> io_contexts, const asio::ip::tcp::endpoint& endpoint,
-           Service& service, ListenerLimits limits,
+           SessionHandler& handler, ListenerLimits limits,
            std::shared_ptr<asio::ssl::context> tls = nullptr);
 
   void start();
@@ -71,7 +71,7 @@ class Listener {
 
   std::vector<asio::io_context*> io_contexts_;
   asio::ip::tcp::acceptor acceptor_;
-  Service& service_;
+  SessionHandler& handler_;
   ListenerLimits limits_;
   std::shared_ptr<asio::ssl::context> tls_;
   ConnectionLimiter limiter_;

@@ -12,16 +12,17 @@
 namespace im::server {
 
 Session::Session(asio::ip::tcp::socket socket, asio::ssl::context* tls, std::uint64_t id,
-                 Service& service, const SessionLimits& limits, NetStats& stats, OnClose on_close)
+                 SessionHandler& handler, const SessionLimits& limits, NetStats& stats,
+                 OnClose on_close)
     : transport_(std::move(socket), tls),
       executor_(transport_.get_executor()),
       id_(id),
-      service_(service),
+      handler_(handler),
       limits_(limits),
       stats_(stats),
       on_close_(std::move(on_close)),
       watchdog_(executor_),
-      tls_handshaking_(tls != nullptr) {}
+      phase_(tls != nullptr ? Phase::tls_handshake : Phase::hello) {}
 
 Session::~Session() = default;
 
@@ -35,7 +36,7 @@ void Session::start() {
   if (limits_.handshake_timeout.count() > 0) handshake_deadline_ = now + limits_.handshake_timeout;
   watchdog_at_ = check_deadlines(now);
   arm_watchdog();
-  if (tls_handshaking_) {
+  if (phase_ == Phase::tls_handshake) {
     // Inside the handshake deadline, which the watchdog enforces by closing.
     transport_.async_handshake(
         [self = shared_from_this()](const std::error_code& e) { self->on_tls_handshake(e); });
@@ -45,7 +46,7 @@ void Session::start() {
 }
 
 void Session::on_tls_handshake(const std::error_code& ec) {
-  if (closed_) return;
+  if (phase_ == Phase::closed) return;
   if (ec) {
     if (const auto n = stats_.tls_handshake_failures.note()) {
       logs::net().warn("{} TLS handshake failed: {}; closing ({} such since the last "
@@ -54,23 +55,41 @@ void Session::on_tls_handshake(const std::error_code& ec) {
     }
     return close();
   }
-  tls_handshaking_ = false;
+  phase_ = Phase::hello;
   // Something may have been queued meanwhile (a drain's close): it may go now.
   start_write();
   read_more();
 }
 
+void Session::open_session(std::string_view user) {
+  if (phase_ != Phase::hello) return;  // once; a closed session stays closed
+  phase_ = Phase::open;
+  user_.assign(user);
+  handler_.on_open(*this);
+}
+
 void Session::shutdown() {
   asio::post(executor_, [self = shared_from_this()] {
-    self->closing = true;
-    if (!self->reading_) return self->maybe_close_drained();
-    self->reading_ = false;
+    if (self->read_state_ == ReadState::stopping || self->read_state_ == ReadState::done) {
+      return self->maybe_close_drained();
+    }
     std::error_code ec;
     // Stop receiving; responses still go out on the write half. A pending
     // read wakes up (end of stream) and finishes reading.
     self->transport_.socket().shutdown(asio::ip::tcp::socket::shutdown_receive, ec);
-    if (self->held_back_ || self->tls_handshaking_) self->reading_done();
+    // During the TLS handshake no read is outstanding either.
+    if (self->phase_ == Phase::tls_handshake) return self->reading_done();
+    self->stop_reading();
   });
+}
+
+void Session::stop_reading() {
+  switch (read_state_) {
+    case ReadState::reading: read_state_ = ReadState::stopping; break;  // its completion finishes
+    case ReadState::held_back: reading_done(); break;  // no read outstanding
+    case ReadState::stopping:
+    case ReadState::done: break;
+  }
 }
 
 void Session::respond(protocol::OutFrame frame) {
@@ -80,11 +99,13 @@ void Session::respond(protocol::OutFrame frame) {
 }
 
 void Session::fail(protocol::OutFrame frame) {
-  reading_ = false;
-  failing_ = true;
+  if (failure_ == Failure::none) failure_ = Failure::failing;
   // Posted like respond(): the responses to the frames before the failing one
   // (posted already, as frames are handled in batches) go out first.
   ++fails_posted_;
+  // Called while frames are handled (a read in progress) or by a deadline; a
+  // session held back stops at once (counted above: it does not close yet).
+  stop_reading();
   asio::post(executor_, [self = shared_from_this(), f = std::move(frame)]() mutable {
     --self->fails_posted_;
     self->close_after_flush_ = true;
@@ -123,7 +144,7 @@ std::span<const std::uint8_t> aligned(std::span<const std::uint8_t> frame) {
 }  // namespace
 
 void Session::read_more() {
-  if (!reading_ || closed_) return reading_done();
+  if (!reading() || phase_ == Phase::closed) return reading_done();
   if (transport_.is_tls()) {
     // An SSL stream may hold decrypted bytes already, so readiness of the
     // socket says nothing: read into the session's own buffer.
@@ -147,7 +168,7 @@ void Session::read_more() {
 void Session::read_ready() {
   auto& buffer = thread_read_buffer();
   for (int i = 0; i < kReadsPerTurn; ++i) {
-    if (!reading_ || closed_) return reading_done();
+    if (!reading() || phase_ == Phase::closed) return reading_done();
     std::error_code ec;
     const std::size_t n = transport_.socket().read_some(asio::buffer(buffer), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) break;  // a spurious wake
@@ -164,7 +185,7 @@ bool Session::take_bytes(std::span<const std::uint8_t> data, Clock::time_point n
   if (!direct) pending_.insert(pending_.end(), data.begin(), data.end());
   const std::size_t used = handle_frames(
       direct ? data : std::span<const std::uint8_t>(pending_).subspan(pending_head_), frames);
-  if (!reading_) {
+  if (!reading()) {
     reading_done();
     return false;
   }
@@ -185,7 +206,7 @@ bool Session::take_bytes(std::span<const std::uint8_t> data, Clock::time_point n
   if (inflight_ >= limits_.max_inflight) {
     // Backpressure: nothing more is read until a response goes out. The
     // frames kept meanwhile arrived whole: no frame deadline runs for them.
-    held_back_ = true;
+    read_state_ = ReadState::held_back;
     frame_deadline_ = Clock::time_point::max();
     return false;
   }
@@ -206,10 +227,10 @@ bool Session::take_bytes(std::span<const std::uint8_t> data, Clock::time_point n
 std::size_t Session::handle_frames(std::span<const std::uint8_t> in, std::size_t& frames) {
   std::shared_ptr<Connection> self;
   std::size_t used = 0;
-  while (reading_ && inflight_ < limits_.max_inflight) {
+  while (reading() && inflight_ < limits_.max_inflight) {
     const std::uint32_t max =
-        user.empty() ? std::min(limits_.max_frame_bytes_before_hello, limits_.max_frame_bytes)
-                     : limits_.max_frame_bytes;
+        phase_ == Phase::open ? limits_.max_frame_bytes
+                              : std::min(limits_.max_frame_bytes_before_hello, limits_.max_frame_bytes);
     const protocol::Decoded d = protocol::decode_frame(in.subspan(used), max);
     if (d.status == protocol::DecodeStatus::need_more) break;
     if (d.status == protocol::DecodeStatus::error) {
@@ -230,64 +251,59 @@ std::size_t Session::handle_frames(std::span<const std::uint8_t> in, std::size_t
     }
     ++inflight_;
     if (!self) self = shared_from_this();
-    service_.handle(self, *frame);
+    handler_.on_frame(self, *frame);
   }
   return used;
 }
 
 void Session::resume_reading() {
-  if (!held_back_ || closed_) return;
-  held_back_ = false;
-  if (!reading_) return reading_done();
+  if (read_state_ != ReadState::held_back || phase_ == Phase::closed) return;
+  read_state_ = ReadState::reading;
   if (take_bytes({}, Clock::now())) read_more();
 }
 
 void Session::reading_done() {
-  if (reading_done_) return;
-  reading_done_ = true;
-  reading_ = false;
-  held_back_ = false;
-  // No request can follow: a query still running for a long poll answers
-  // instead of waiting (see PullOperation).
-  closing = true;
+  // Never inside handle_frames (which reads from these buffers): only once it returned.
   std::vector<std::uint8_t>().swap(pending_);
   pending_head_ = 0;
   std::vector<std::uint8_t>().swap(tls_in_);
-  // No request can follow (end of stream, a read error, a fatal frame): long
-  // polls answer now with what is there instead of holding the session until
-  // their deadline for a client that has most likely gone.
-  end_waits();
+  if (read_state_ == ReadState::done) return;
+  read_state_ = ReadState::done;
+  // No request can follow (end of stream, a read error, a fatal frame): the
+  // handler lets long polls answer now with what is there instead of holding
+  // the session until their deadline for a client that has most likely gone.
+  handler_.on_input_closed(*this);
   maybe_close_drained();
 }
 
 void Session::enqueue(protocol::OutFrame frame, bool is_response) {
   if (is_response && inflight_ > 0) {
-    if (inflight_-- == limits_.max_inflight && held_back_) {
+    if (inflight_-- == limits_.max_inflight && read_state_ == ReadState::held_back) {
       // Not inline: enqueue may run inside a handler of a frame being read.
       asio::post(executor_, [self = shared_from_this()] { self->resume_reading(); });
     }
     // The client was waiting for us until now: its idle time starts here.
     if (inflight_ == 0) last_activity_ = Clock::now();
   }
-  if (closed_) return;
+  if (phase_ == Phase::closed) return;
   queued_bytes_ += frame.size();
-  service_.response_budget().add(frame.size());
+  handler_.on_queued(frame.size());
   queue_.push_back(std::move(frame));
   if (queued_bytes_ > limits_.max_queued_bytes) {
-    logs::net().warn("{} user={} not reading: {} bytes queued, disconnecting", SessionTag{id_}, user,
-                             queued_bytes_);
+    logs::net().warn("{} user={} not reading: {} bytes queued, disconnecting", SessionTag{id_},
+                     user_, queued_bytes_);
     // Reset, not close: the kernel drops what it still holds for this client
     // at once instead of keeping it (megabytes) until the client reads.
     std::error_code ignored;
     transport_.socket().set_option(asio::socket_base::linger(true, 0), ignored);
     return close();
   }
-  if (!writing_now_ && !write_posted_) {
+  if (write_state_ == WriteState::idle) {
     // Posted, not started here: responses queued in the same turn of the
     // event loop go out together in one write.
-    write_posted_ = true;
+    write_state_ = WriteState::posted;
     asio::post(executor_, [self = shared_from_this()] {
-      self->write_posted_ = false;
+      if (self->write_state_ == WriteState::posted) self->write_state_ = WriteState::idle;
       self->start_write();
     });
   }
@@ -295,7 +311,10 @@ void Session::enqueue(protocol::OutFrame frame, bool is_response) {
 
 void Session::start_write() {
   // Nothing may be written before the TLS handshake completes.
-  if (closed_ || writing_now_ || tls_handshaking_) return;
+  if (phase_ == Phase::closed || write_state_ == WriteState::writing ||
+      phase_ == Phase::tls_handshake) {
+    return;
+  }
   if (queue_empty()) return maybe_close_drained();
   // Gather everything queued into one write.
   std::size_t bytes = 0;
@@ -326,7 +345,7 @@ void Session::start_write() {
     }
     write_buffers_.assign(1, asio::buffer(tls_out_));
   }
-  writing_now_ = true;
+  write_state_ = WriteState::writing;
   write_started_ = Clock::now();
   if (limits_.write_timeout.count() > 0) wake_watchdog_by(write_started_ + limits_.write_timeout);
   asio::async_write(transport_, write_buffers_,
@@ -336,17 +355,17 @@ void Session::start_write() {
 }
 
 void Session::on_written(const std::error_code& ec, std::size_t bytes) {
-  writing_now_ = false;
+  write_state_ = WriteState::idle;
   const std::size_t taken = bytes <= queued_bytes_ ? bytes : queued_bytes_;
   queued_bytes_ -= taken;
-  service_.response_budget().release(taken);
+  handler_.on_unqueued(taken);
   writing_.clear();
   write_buffers_.clear();
   if (tls_out_.capacity() > 4 * kMaxTlsGather) std::vector<std::uint8_t>().swap(tls_out_);
   if (ec) return close();  // no close_notify after a failed write
-  if (closed_) return;
+  if (phase_ == Phase::closed) return;
   // The client read: reads waiting for room in its budget may go.
-  service_.read_gate().pump(*this);
+  handler_.on_written(*this);
   if (!queue_empty()) return start_write();
   // Idle again: a burst's buffers are not kept.
   if (writing_.capacity() > 16) {
@@ -359,11 +378,11 @@ void Session::on_written(const std::error_code& ec, std::size_t bytes) {
 void Session::arm_watchdog() {
   watchdog_.expires_at(watchdog_at_);
   watchdog_.async_wait([self = shared_from_this()](const std::error_code&) {
-    if (self->closed_) return;
+    if (self->phase_ == Phase::closed) return;
     const auto now = Clock::now();
     // Woken early (a nearer deadline was set): just wait again.
     if (now >= self->watchdog_at_) self->watchdog_at_ = self->check_deadlines(now);
-    if (!self->closed_) self->arm_watchdog();
+    if (self->phase_ != Phase::closed) self->arm_watchdog();
   });
 }
 
@@ -374,7 +393,7 @@ void Session::wake_watchdog_by(Clock::time_point at) {
 }
 
 Session::Clock::time_point Session::check_deadlines(Clock::time_point now) {
-  if (expired_) {
+  if (failure_ == Failure::expired) {
     // The Error did not get out within kCloseLinger: the client is not reading.
     close();
     return Clock::time_point::max();
@@ -385,11 +404,11 @@ Session::Clock::time_point Session::check_deadlines(Clock::time_point now) {
   }
   const auto linger = now + kCloseLinger;
   auto next = close_by_;
-  if (limits_.handshake_timeout.count() > 0 && user.empty()) {
+  if (limits_.handshake_timeout.count() > 0 && phase_ != Phase::open) {
     if (now >= handshake_deadline_) {
       expire(stats_.handshake_timeouts, spdlog::level::warn,
              fmt::format("handshake timeout: no successful {} within {} ms of connecting",
-                         tls_handshaking_ ? "TLS handshake" : "Hello",
+                         phase_ == Phase::tls_handshake ? "TLS handshake" : "Hello",
                          limits_.handshake_timeout.count()));
       return linger;
     }
@@ -404,14 +423,14 @@ Session::Clock::time_point Session::check_deadlines(Clock::time_point now) {
     }
     next = std::min(next, frame_deadline_);
   }
-  if (writing_now_ && limits_.write_timeout.count() > 0) {
+  if (write_state_ == WriteState::writing && limits_.write_timeout.count() > 0) {
     const auto at = write_started_ + limits_.write_timeout;
     if (now >= at) {
       if (const auto n = stats_.write_timeouts.note()) {
         logs::net().warn(
             "{} user={} write timeout: the client took no write of its {} queued bytes within "
             "{} ms; resetting ({} such since the last line, {} in all)",
-            SessionTag{id_}, user, queued_bytes_, limits_.write_timeout.count(), n,
+            SessionTag{id_}, user_, queued_bytes_, limits_.write_timeout.count(), n,
             stats_.write_timeouts.total());
       }
       std::error_code ignored;
@@ -443,38 +462,44 @@ Session::Clock::time_point Session::check_deadlines(Clock::time_point now) {
 
 void Session::expire(LogThrottle& throttle, spdlog::level::level_enum level,
                      const std::string& message) {
-  expired_ = true;
+  const bool failing = failure_ != Failure::none;
+  failure_ = Failure::expired;
   if (const auto n = throttle.note()) {
     logs::net().log(level, "{} user={} {}; closing ({} such since the last line, {} in all)",
-                            SessionTag{id_}, user, message, n, throttle.total());
+                    SessionTag{id_}, user_, message, n, throttle.total());
   }
   // Before the TLS handshake completes there is no channel for an Error.
-  if (tls_handshaking_) return close();
-  if (failing_) return;  // already failing: one Error is enough
+  if (phase_ == Phase::tls_handshake) return close();
+  if (failing) return;  // already failing: one Error is enough
+  // fail() stops reading; a reader held back by max_inflight stops at once.
   fail(protocol::encode_error(0, wire::ErrorCode::ProtocolError, message));
-  if (held_back_) reading_done();  // a reader held back by max_inflight stops too
 }
 
 void Session::maybe_close_drained() {
-  if (closed_ || fails_posted_ > 0) return;  // an Error is on its way to the queue
+  if (phase_ == Phase::closed || fails_posted_ > 0) return;  // an Error is on its way to the queue
   // Once reading stopped, close when no request is pending and all is written.
-  if (!reading_ && inflight_ == 0 && queue_empty()) close_after_flush_ = true;
+  if (!reading() && read_state_ != ReadState::held_back && inflight_ == 0 && queue_empty()) {
+    close_after_flush_ = true;
+  }
   // After the last write; before a TLS handshake completes nothing is written.
-  if (close_after_flush_ && !writing_now_ && (queue_empty() || tls_handshaking_)) close(true);
+  if (close_after_flush_ && write_state_ != WriteState::writing &&
+      (queue_empty() || phase_ == Phase::tls_handshake)) {
+    close(true);
+  }
 }
 
 void Session::close(bool graceful) {
-  if (closed_) return;
-  closed_ = true;
-  closing = true;
-  reading_ = false;
-  // Reads waiting for room are dropped, running ones cancelled; then long
-  // polls let go of this session now, not at their deadline.
-  service_.connection_closed(*this);
-  end_waits();
+  if (phase_ == Phase::closed) return;
+  phase_ = Phase::closed;
+  // A read still outstanding completes (aborted) and finds reading done; the
+  // handler's on_close covers what on_input_closed would have done.
+  read_state_ = ReadState::done;
+  // Reads waiting for room are dropped, running ones cancelled; long polls
+  // let go of this session now, not at their deadline.
+  handler_.on_close(*this);
   // What was queued for the client will never be written: freed now, not when
   // the last handler lets go of the session.
-  service_.response_budget().release(queued_bytes_);
+  handler_.on_unqueued(queued_bytes_);
   queued_bytes_ = 0;
   std::vector<protocol::OutFrame>().swap(queue_);
   queue_head_ = 0;
@@ -483,9 +508,8 @@ void Session::close(bool graceful) {
   } else {
     transport_.close();
   }
-  held_back_ = false;
   watchdog_.cancel();
-  logs::net().info("{} closed user={}", SessionTag{id_}, user);
+  logs::net().info("{} closed user={}", SessionTag{id_}, user_);
   if (on_close_) on_close_(id_);
 }
 

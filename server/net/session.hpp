@@ -8,9 +8,9 @@
 // (or frames held back, below) is kept, in a buffer of the session's that is
 // freed once empty. Each frame's length is checked as soon as its prefix is
 // seen, before anything is kept for it (a smaller limit applies before Hello);
-// each frame is verified and handed to the Service. Requests are pipelined, up
-// to max_inflight at a time; beyond that the rest is held back, unread, until a
-// response goes out. With TLS the session reads into its own buffer.
+// each frame is verified and handed to the SessionHandler (the Service).
+// Requests are pipelined, up to max_inflight at a time; beyond that the rest is
+// held back, unread, until a response goes out. With TLS the session reads into its own buffer.
 //
 // Writing: responses are queued and written by one gathered write per turn of
 // the event loop (like Redis' reply batching). The queue is bounded in bytes:
@@ -34,6 +34,16 @@
 // On expiry the client gets one Error{protocol_error} (request id 0) and the
 // connection closes once it is written, or after kCloseLinger at the latest.
 //
+// States. The session's phase: TLS handshake (with TLS) → Hello (until the
+// handler opens the session) → open → closed. Reading, independently: reading
+// (a read is outstanding or frames are being handled) → held back (at
+// max_inflight, no read outstanding) → reading again; or → stopping (asked to
+// stop while a read is outstanding: its completion finishes) → done. Writing:
+// idle → posted (a write is posted for the end of this turn) → writing.
+// The handler hears on_open when the phase becomes open, on_input_closed when
+// reading is done (unless the connection closed first) and on_close exactly
+// once, when the phase becomes closed.
+//
 // TLS (when the Listener has a context): the TLS handshake comes first, inside
 // the handshake deadline; a connection whose TLS handshake fails or expires is
 // closed without an Error (there is no channel to send one on). Closing after
@@ -47,6 +57,8 @@
 #include <functional>
 #include <memory>
 #include <span>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include <asio/buffer.hpp>
@@ -57,8 +69,9 @@
 #include "protocol/frame_codec.hpp"
 #include "server/net/net_stats.hpp"
 #include "server/net/transport.hpp"
+#include "server/common/log_throttle.hpp"
 #include "server/service/connection.hpp"
-#include "server/service/service.hpp"
+#include "server/service/session_handler.hpp"
 
 namespace im::server {
 
@@ -94,10 +107,11 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   /// Plain TCP: full reads in a row before others get a turn.
   static constexpr int kReadsPerTurn = 4;
 
-  /// `stats` must outlive every handler of the session; so must `tls` (null:
-  /// plain TCP).
+  /// `handler` and `stats` must outlive every handler of the session; so must
+  /// `tls` (null: plain TCP).
   Session(asio::ip::tcp::socket socket, asio::ssl::context* tls, std::uint64_t id,
-          Service& service, const SessionLimits& limits, NetStats& stats, OnClose on_close);
+          SessionHandler& handler, const SessionLimits& limits, NetStats& stats,
+          OnClose on_close);
   ~Session() override;
 
   void start();
@@ -109,8 +123,14 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   std::size_t queued_bytes() const override { return queued_bytes_; }
   std::size_t outgoing_budget() const override { return limits_.max_queued_bytes; }
   void fail(protocol::OutFrame frame) override;
+  void open_session(std::string_view user) override;
   asio::any_io_executor executor() override { return executor_; }
   std::uint64_t id() const override { return id_; }
+  bool closing() const override {
+    return read_state_ == ReadState::stopping || read_state_ == ReadState::done ||
+           phase_ == Phase::closed;
+  }
+  bool closed() const override { return phase_ == Phase::closed; }
 
  private:
   void on_tls_handshake(const std::error_code& ec);
@@ -125,7 +145,9 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   std::size_t handle_frames(std::span<const std::uint8_t> in, std::size_t& frames);
   /// After a response freed a pipelining slot: handles what was held back.
   void resume_reading();
-  /// No request can follow: ends long polls, closes once all is answered. Once.
+  /// Stops reading: at once when no read is outstanding, else when it completes.
+  void stop_reading();
+  /// No request can follow: tells the handler, closes once all is answered.
   void reading_done();
   void enqueue(protocol::OutFrame frame, bool is_response);
   /// Writes everything queued in one gathered write (if none is in progress).
@@ -145,10 +167,18 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   /// Once reading stopped and nothing is pending or queued, closes (after the last write).
   void maybe_close_drained();
 
+  enum class Phase : std::uint8_t { tls_handshake, hello, open, closed };
+  enum class ReadState : std::uint8_t { reading, held_back, stopping, done };
+  enum class WriteState : std::uint8_t { idle, posted, writing };
+  /// none → failing (fail(): one Error is on its way) → expired (a deadline
+  /// passed: the next watchdog wake closes, Error written or not).
+  enum class Failure : std::uint8_t { none, failing, expired };
+  bool reading() const { return read_state_ == ReadState::reading; }
+
   Transport transport_;
   asio::any_io_executor executor_;
   const std::uint64_t id_;
-  Service& service_;
+  SessionHandler& handler_;
   const SessionLimits limits_;
   NetStats& stats_;
   OnClose on_close_;
@@ -178,17 +208,13 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   Clock::time_point write_started_;  // when the write in progress began
   Clock::time_point close_by_ = Clock::time_point::max();  // after fail(): closed by then
   Clock::time_point last_activity_;  // last frame received, or last response to a pending request
-  bool tls_handshaking_ = false;  // the TLS handshake has not completed yet
-  bool expired_ = false;
-  bool reading_ = true;
-  bool reading_done_ = false;  // reading_done() ran
-  bool held_back_ = false;     // not reading: max_inflight requests pending
-  bool writing_now_ = false;   // a write is in progress
-  bool write_posted_ = false;  // start_write() is posted
-  bool closed_ = false;
-  bool failing_ = false;          // fail() was called: one Error is on its way
+  std::string user_;  // for log lines: set when the session opens
+  Phase phase_;
+  ReadState read_state_ = ReadState::reading;
+  WriteState write_state_ = WriteState::idle;
+  Failure failure_ = Failure::none;
   std::uint32_t fails_posted_ = 0;  // fail()s not yet queued
-  bool close_after_flush_ = false;
+  bool close_after_flush_ = false;  // close once everything queued is written
 };
 
 }  // namespace im::server

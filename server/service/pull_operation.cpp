@@ -7,14 +7,14 @@
 
 #include "protocol/frames.hpp"
 #include "protocol/page_size.hpp"
-#include "server/service/service.hpp"
+#include "server/service/service_context.hpp"
 
 namespace im::server {
 
-PullOperation::PullOperation(Service& service, std::shared_ptr<Connection> conn,
+PullOperation::PullOperation(ServiceContext& ctx, std::shared_ptr<Connection> conn,
                              std::uint64_t request_id, PullQuery query,
                              std::chrono::milliseconds wait)
-    : service_(service),
+    : ctx_(ctx),
       conn_(std::move(conn)),
       request_id_(request_id),
       query_(std::move(query)),
@@ -36,10 +36,10 @@ void PullOperation::start() {
     std::weak_ptr<PullOperation> weak = weak_from_this();
     auto ex = conn_->executor();
     // The connection ends this wait if it closes first.
-    auto& waits = conn_->waits;
+    auto& waits = conn_->state().waits;
     std::erase_if(waits, [](const std::weak_ptr<PendingWait>& w) { return w.expired(); });
     waits.push_back(weak);
-    const auto added = service_.waiters().add(
+    const auto added = ctx_.waiters.add(
         query_.owner, [weak, ex](const std::shared_ptr<const CommittedBatch>& batch,
                                  std::size_t inbox, std::uint64_t notified) {
           asio::post(ex, [weak, batch, inbox, notified]() mutable {
@@ -47,12 +47,12 @@ void PullOperation::start() {
           });
         });
     ticket_ = added.ticket;
-    waiters_ = service_.waiters().handle();
-    if (Waiters::quiet(conn_->inbox_mark.get(), query_.owner, query_.after_seq, added.notified)) {
+    waiters_ = ctx_.waiters.handle();
+    if (Waiters::quiet(conn_->state().inbox_mark.get(), query_.owner, query_.after_seq, added.notified)) {
       // The last answer left this cursor with nothing after it, and no commit
       // to the inbox was notified since: a query would find nothing. Any
       // commit from now on wakes this registration.
-      service_.waiters().count_quiet_start();
+      ctx_.waiters.count_quiet_start();
       known_ = added.notified;
       state_ = State::waiting;
       return arm_timer(deadline_);
@@ -68,11 +68,11 @@ void PullOperation::query() {
   known_.reset();
   // The page's worst case is reserved before PostgreSQL is asked (ReadGate);
   // the query may wait here for the client to read what it was sent.
-  const auto& limits = service_.limits();
+  const auto& limits = ctx_.limits;
   const std::size_t worst =
       protocol::worst_page_bytes(query_.limit, limits.max_body_bytes, limits.max_page_bytes);
   auto self = shared_from_this();
-  service_.read_gate().submit(
+  ctx_.reads.submit(
       *conn_, worst, [self, worst] { self->send_query(worst); },
       [self] {
         self->on_result({StoreCode::busy, "the server's memory for responses is in use "
@@ -84,11 +84,11 @@ void PullOperation::query() {
 void PullOperation::send_query(std::size_t reserved) {
   reserved_ = reserved;
   // Read while registered: the inbox stays tracked, so the count is comparable.
-  if (ticket_) query_notified_ = service_.waiters().notified(query_.owner);
-  query_.max_bytes = service_.limits().max_page_bytes;
-  if (!query_.cancelled) query_.cancelled = service_.read_gate().cancel_token(*conn_);
+  if (ticket_) query_notified_ = ctx_.waiters.notified(query_.owner);
+  query_.max_bytes = ctx_.limits.max_page_bytes;
+  if (!query_.cancelled) query_.cancelled = ctx_.reads.cancel_token(*conn_);
   auto self = shared_from_this();
-  service_.reader().pull(query_, [self](const StoreStatus& status, PullPage&& page) {
+  ctx_.reader.pull(query_, [self](const StoreStatus& status, PullPage&& page) {
     auto ex = self->conn_->executor();
     asio::post(ex, [self, status, page = std::move(page)]() mutable {
       self->on_result(status, std::move(page));
@@ -97,8 +97,8 @@ void PullOperation::send_query(std::size_t reserved) {
 }
 
 bool PullOperation::may_wait() const {
-  return std::chrono::steady_clock::now() < deadline_ && !service_.shutting_down() &&
-         !conn_->closing;
+  return std::chrono::steady_clock::now() < deadline_ && !ctx_.shutting_down() &&
+         !conn_->closing();
 }
 
 void PullOperation::on_result(const StoreStatus& status, PullPage&& page) {
@@ -109,22 +109,22 @@ void PullOperation::on_result(const StoreStatus& status, PullPage&& page) {
     std::size_t bytes;
     ~Release() {
       if (bytes == 0) return;
-      op.service_.read_gate().release(*op.conn_, bytes);
-      op.service_.read_gate().pump(*op.conn_);
+      op.ctx_.reads.release(*op.conn_, bytes);
+      op.ctx_.reads.pump(*op.conn_);
     }
   } release{*this, std::exchange(reserved_, 0)};
   if (state_ == State::done) return;
-  if (conn_->closed) {
+  if (conn_->closed()) {
     // Nobody would receive it: the page is freed unencoded.
     state_ = State::done;
-    if (ticket_) service_.waiters().remove(query_.owner, ticket_);
+    if (ticket_) ctx_.waiters.remove(query_.owner, ticket_);
     timer_.cancel();
     return;
   }
   if (!status.ok()) {
     state_ = State::done;
-    if (ticket_) service_.waiters().remove(query_.owner, ticket_);
-    conn_->inbox_mark.reset();
+    if (ticket_) ctx_.waiters.remove(query_.owner, ticket_);
+    conn_->state().inbox_mark.reset();
     timer_.cancel();
     conn_->respond(protocol::encode_error(request_id_, to_error_code(status.code), status.message,
                                           status.code == StoreCode::ok ? 0 : 200));
@@ -156,7 +156,7 @@ void PullOperation::on_result(const StoreStatus& status, PullPage&& page) {
     known_ = complete;
     return arm_timer(page.gap_pending
                          ? std::min(deadline_, now + std::chrono::milliseconds(
-                                                         service_.limits().gap_recheck_ms))
+                                                         ctx_.limits.gap_recheck_ms))
                          : deadline_);
   }
   if (!nothing || !may_wait()) {
@@ -167,7 +167,7 @@ void PullOperation::on_result(const StoreStatus& status, PullPage&& page) {
   known_ = complete;
   auto at = deadline_;
   if (page.gap_pending) {
-    at = std::min(at, now + std::chrono::milliseconds(service_.limits().gap_recheck_ms));
+    at = std::min(at, now + std::chrono::milliseconds(ctx_.limits.gap_recheck_ms));
   }
   arm_timer(at);
 }
@@ -200,7 +200,7 @@ void PullOperation::on_wake(std::shared_ptr<const CommittedBatch> batch, std::si
 bool PullOperation::answer_from(const std::shared_ptr<const CommittedBatch>& batch,
                                 std::size_t inbox, std::optional<std::uint64_t> complete) {
   const auto page = page_from_commit(*batch, batch->inboxes[inbox], query_.after_seq, query_.limit,
-                                     service_.limits().max_page_bytes);
+                                     ctx_.limits.max_page_bytes);
   if (!page) return false;
   if (page->has_more) complete.reset();  // the rest of the run is past the answer
   if (page->messages.empty() && may_wait()) {
@@ -223,15 +223,15 @@ bool PullOperation::answer_from(const std::shared_ptr<const CommittedBatch>& bat
 
 void PullOperation::end_wait() {
   if (state_ == State::waiting) return finish({}, query_.after_seq, false, false, std::nullopt);
-  if (state_ == State::querying && conn_->closed) {
+  if (state_ == State::querying && conn_->closed()) {
     // Its query waits in the ReadGate (dropped with the connection) or runs
     // (on_result frees the page): either way it is over.
     state_ = State::done;
-    if (ticket_) service_.waiters().remove(query_.owner, ticket_);
+    if (ticket_) ctx_.waiters.remove(query_.owner, ticket_);
     ++timer_generation_;
     timer_.cancel();
   }
-  // Otherwise a query in flight finishes by itself: on_result sees conn_->closing.
+  // Otherwise a query in flight finishes by itself: on_result sees conn_->closing().
 }
 
 void PullOperation::arm_timer(std::chrono::steady_clock::time_point at) {
@@ -250,15 +250,15 @@ void PullOperation::finish(std::span<const protocol::MessageRecord> messages,
   state_ = State::done;
   if (ticket_) {
     // Marked before the registration goes, while the inbox is still tracked.
-    conn_->inbox_mark =
-        complete ? service_.waiters().mark(query_.owner, next_after_seq, *complete) : nullptr;
-    service_.waiters().remove(query_.owner, ticket_);
+    conn_->state().inbox_mark =
+        complete ? ctx_.waiters.mark(query_.owner, next_after_seq, *complete) : nullptr;
+    ctx_.waiters.remove(query_.owner, ticket_);
     // Only long polls count: an immediate answer is not a wake.
-    if (woken_any_) service_.waiters().count_answer(from_commit);
+    if (woken_any_) ctx_.waiters.count_answer(from_commit);
   }
   ++timer_generation_;
   timer_.cancel();
-  if (!conn_->closed) {
+  if (!conn_->closed()) {
     conn_->respond_now(protocol::encode_pull_result(request_id_, messages, next_after_seq, has_more));
   }
   woken_batch_.reset();  // after encoding: `messages` may point into it

@@ -29,12 +29,12 @@
 
 namespace im::server {
 
-class Service;
+struct ServiceContext;
 
 class PullOperation final : public PendingWait,
                             public std::enable_shared_from_this<PullOperation> {
  public:
-  PullOperation(Service& service, std::shared_ptr<Connection> conn, std::uint64_t request_id,
+  PullOperation(ServiceContext& ctx, std::shared_ptr<Connection> conn, std::uint64_t request_id,
                 PullQuery query, std::chrono::milliseconds wait);
   ~PullOperation() override;
   void start();
@@ -62,7 +62,7 @@ class PullOperation final : public PendingWait,
   void finish(std::span<const protocol::MessageRecord> messages, std::int64_t next_after_seq,
               bool has_more, bool from_commit, std::optional<std::uint64_t> complete);
 
-  Service& service_;
+  ServiceContext& ctx_;
   std::shared_ptr<Connection> conn_;
   std::uint64_t request_id_;
   PullQuery query_;

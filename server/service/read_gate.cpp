@@ -31,7 +31,7 @@ void ResponseBudget::note_peak(std::size_t used) {
 }
 
 bool ReadGate::fits(const Connection& conn, std::size_t worst) const {
-  const auto& r = conn.reads;
+  const auto& r = conn.state().reads;
   if (r.running >= max_reads_) return false;
   const std::size_t held = r.reserved + conn.queued_bytes();
   // Alone on an idle connection a read always goes, whatever its size.
@@ -42,8 +42,8 @@ bool ReadGate::fits(const Connection& conn, std::size_t worst) const {
 
 void ReadGate::submit(Connection& conn, std::size_t worst, std::function<void()> start,
                       std::function<void()> refuse) {
-  if (conn.closed) return;
-  auto& r = conn.reads;
+  if (conn.closed()) return;
+  auto& r = conn.state().reads;
   if (r.waiting_empty() && fits(conn, worst)) {
     if (!budget_.try_reserve(worst)) return refuse();
     ++r.running;
@@ -55,16 +55,16 @@ void ReadGate::submit(Connection& conn, std::size_t worst, std::function<void()>
 }
 
 void ReadGate::release(Connection& conn, std::size_t worst) {
-  auto& r = conn.reads;
+  auto& r = conn.state().reads;
   --r.running;
   r.reserved -= worst;
   budget_.release(worst);
 }
 
 void ReadGate::pump(Connection& conn) {
-  auto& r = conn.reads;
-  while (!conn.closed && !r.waiting_empty() && fits(conn, r.waiting[r.head].worst)) {
-    Connection::WaitingRead next = std::move(r.waiting[r.head++]);
+  auto& r = conn.state().reads;
+  while (!conn.closed() && !r.waiting_empty() && fits(conn, r.waiting[r.head].worst)) {
+    SessionState::WaitingRead next = std::move(r.waiting[r.head++]);
     if (r.waiting_empty()) {
       r.waiting.clear();
       r.head = 0;
@@ -80,18 +80,18 @@ void ReadGate::pump(Connection& conn) {
 }
 
 void ReadGate::drop(Connection& conn) {
-  conn.closed = true;
-  if (conn.gone) conn.gone->store(true, std::memory_order_relaxed);
-  auto& r = conn.reads;
+  if (auto& gone = conn.state().gone) gone->store(true, std::memory_order_relaxed);
+  auto& r = conn.state().reads;
   dropped_.fetch_add(r.waiting.size() - r.head, std::memory_order_relaxed);
   // The closures hold the connection: letting them go breaks the cycle.
-  std::vector<Connection::WaitingRead>().swap(r.waiting);
+  std::vector<SessionState::WaitingRead>().swap(r.waiting);
   r.head = 0;
 }
 
 ReadCancel ReadGate::cancel_token(Connection& conn) {
-  if (!conn.gone) conn.gone = std::make_shared<std::atomic<bool>>(conn.closed);
-  return conn.gone;
+  auto& gone = conn.state().gone;
+  if (!gone) gone = std::make_shared<std::atomic<bool>>(conn.closed());
+  return gone;
 }
 
 }  // namespace im::server

@@ -119,7 +119,7 @@ class Harness {
         service_(make_service(limits_, store_, waiters_)) {
     for (unsigned i = 0; i < connections; ++i) {
       Conn c;
-      c.conn = std::make_shared<FakeConnection>(io_.get_executor(), i + 1);
+      c.conn = std::make_shared<FakeConnection>(io_.get_executor(), i + 1, service_.get());
       conns_.push_back(std::move(c));
     }
   }
@@ -138,7 +138,7 @@ class Harness {
     // As server/net/session.cpp: length checked first (smaller before Hello),
     // then the whole frame verified in its own allocation, then dispatched.
     for (std::size_t frames = 0; conn.reading && frames < 4096; ++frames) {
-      const std::uint32_t max = conn.conn->user.empty()
+      const std::uint32_t max = conn.conn->state().user.empty()
                                     ? std::min(kDispatchMaxFrameBytesBeforeHello, kDispatchMaxFrameBytes)
                                     : kDispatchMaxFrameBytes;
       const protocol::Decoded d = protocol::decode_frame(conn.buffer, max);
@@ -168,11 +168,10 @@ class Harness {
   void close(unsigned c, bool reset) {
     Conn& conn = conns_[c];
     conn.reading = false;
-    conn.conn->closing = true;
+    conn.conn->stop_reading();
     if (!reset) return;
     conn.closed = true;
-    service_->connection_closed(*conn.conn);
-    conn.conn->end_waits();
+    conn.conn->close();
   }
 
   void fault(std::uint8_t f) {
@@ -218,7 +217,7 @@ class Harness {
         expect(p.type == wire::Body::Pull,
                fmt::format("request {} (type {}) has no response once idle", p.rid,
                            static_cast<int>(p.type)));
-        if (!shut_down_ && !conn.conn->closing) {
+        if (!shut_down_ && !conn.conn->closing()) {
           expect(store_.inbox_size(p.user) <= p.after_seq,
                  fmt::format("long poll {} of {} after seq {} still waits while seq {} is stored",
                              p.rid, p.user, p.after_seq, store_.inbox_size(p.user)));
@@ -272,7 +271,7 @@ class Harness {
     Pending p;
     p.rid = f.request_id();
     p.type = f.body_type();
-    p.user = conn.conn->user;
+    p.user = conn.conn->state().user;
     p.at = Clock::now();
     switch (p.type) {
       case wire::Body::Send: {
@@ -300,14 +299,14 @@ class Harness {
       case wire::Body::Ping: p.nonce = f.body_as_Ping()->nonce(); break;
       default: break;
     }
-    const std::string before = conn.conn->user;
+    const std::string before = conn.conn->state().user;
     ++stats_.requests;
-    service_->handle(conn.conn, f);
-    if (conn.conn->user != before) {
+    service_->on_frame(conn.conn, f);
+    if (conn.conn->state().user != before) {
       const wire::Hello* hello = f.body_as_Hello();
       expect(hello && before.empty() && hello->user() &&
-                 hello->user()->string_view() == conn.conn->user &&
-                 protocol::valid_user_id(conn.conn->user),
+                 hello->user()->string_view() == conn.conn->state().user &&
+                 protocol::valid_user_id(conn.conn->state().user),
              "the connection's user changed other than by a first, valid Hello");
       p.hello_accepted = true;
     }
@@ -471,7 +470,7 @@ class Harness {
     if (!ms.empty()) expect(ms.front().seq == p.after_seq + 1, "a pull did not start right after the cursor");
     if (ms.empty()) expect(r.next_after_seq() == p.after_seq, "an empty pull moved the cursor");
     if (r.has_more()) expect(ms.size() == p.limit, "has_more on a pull that was not cut by its limit");
-    if (ms.empty() && p.wait_ms > 0 && !shut_down_ && !conn.conn->closing) {
+    if (ms.empty() && p.wait_ms > 0 && !shut_down_ && !conn.conn->closing()) {
       expect(Clock::now() - p.at >= std::chrono::milliseconds(p.wait_ms),
              "a long poll answered empty before its wait ended");
     }

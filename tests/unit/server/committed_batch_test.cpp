@@ -162,7 +162,10 @@ struct FakeConnection final : Connection {
   void respond(im::protocol::OutFrame frame) override { frames.push_back(std::move(frame)); }
   void fail(im::protocol::OutFrame frame) override { frames.push_back(std::move(frame)); }
   asio::any_io_executor executor() override { return io_.get_executor(); }
+  void open_session(std::string_view) override {}
   std::uint64_t id() const override { return 1; }
+  bool closing() const override { return false; }
+  bool closed() const override { return false; }
   asio::io_context& io_;
   std::vector<im::protocol::OutFrame> frames;
 };
@@ -224,12 +227,12 @@ struct Rig {
   Rig() {
     limits.gap_recheck_ms = 1000000;
     service = std::make_unique<Service>(limits, writer, reader, waiters, "test", ServiceAuth{});
-    conn->user = "bob";
+    conn->state().user = "bob";
   }
   void pull(std::int64_t after, std::uint32_t limit) {
     PullQuery q{"bob", after, limit};
     // An hour: only wakes (never the deadline) can end these long polls.
-    std::make_shared<PullOperation>(*service, conn, 1, q, std::chrono::hours(1))->start();
+    std::make_shared<PullOperation>(service->context(), conn, 1, q, std::chrono::hours(1))->start();
   }
   void run() {
     io.restart();
@@ -455,6 +458,6 @@ TEST_CASE("a mark keeps its inbox counted until it is replaced", "[unit][commit]
   answered_up_to_8(rig);
   CHECK(rig.waiters.size() == 0);
   CHECK(rig.waiters.tracked() == 1);  // the mark holds bob's count
-  rig.conn->inbox_mark.reset();
+  rig.conn->state().inbox_mark.reset();
   CHECK(rig.waiters.tracked() == 0);
 }
