@@ -181,24 +181,51 @@ void Server::stop() {
   for (auto& io : io_) io->stop();
   for (auto& t : io_threads_) t.join();
   io_threads_.clear();
+  // The last lines: every counter, while the listener's are still there.
+  for (const std::string& line : format_stats(stats())) log.info("{}", line);
   listener_.reset();
-  const WriterStats ws = writer_->stats();
-  log.info("stopped: {} batch(es) committed; woken long polls answered {} from the commit, {} "
-            "by a query; {} long poll(s) waited without a first query",
-            ws.batches_committed, waiters_->answered_from_commit(),
-            waiters_->answered_from_query(), waiters_->quiet_starts());
-  auto& gate = service_->read_gate();
-  log.info("stopped: reads: {} waited for their connection's room, {} dropped with their "
-            "connection, {} cancelled unrun in the pool; response bytes peaked at {} (ceiling {}), "
-            "{} read(s) refused busy",
-            gate.waited(), gate.dropped(), reader_->reads_cancelled(), gate.budget().peak(),
-            gate.budget().capacity(), gate.budget().refusals());
-  // One key=value line, names as in WriterStats: the fault tier greps it.
-  log.info("writer stats: batches_committed={} batches_failed={} counter_raises={} "
-            "unique_violation_retries={} deadlock_retries={} seqs_given_back={} seqs_tombstoned={} checked_batches={}",
-            ws.batches_committed, ws.batches_failed, ws.counter_raises,
-            ws.unique_violation_retries, ws.deadlock_retries, ws.seqs_given_back, ws.seqs_tombstoned,
-            ws.checked_batches);
+  log.info("stopped");
+}
+
+ServerStats Server::stats() const {
+  ServerStats s;
+  if (listener_) {
+    const NetStats& n = listener_->stats();
+    auto& c = s.connections;
+    c.open = listener_->session_count();
+    c.accepted = listener_->accepted();
+    c.refused_max_connections = n.rejected_total.total();
+    c.refused_per_address = n.rejected_per_address.total();
+    c.handshake_timeouts = n.handshake_timeouts.total();
+    c.frame_timeouts = n.frame_timeouts.total();
+    c.idle_timeouts = n.idle_timeouts.total();
+    c.write_timeouts = n.write_timeouts.total();
+    c.slow_client_resets = n.slow_client_resets.load(std::memory_order_relaxed);
+    c.tls_handshake_failures = n.tls_handshake_failures.total();
+    c.accept_errors = n.accept_errors.total();
+  }
+  if (service_) {
+    s.service = service_->context().stats->snapshot();
+    auto& gate = service_->read_gate();
+    s.reads.waited = gate.waited();
+    s.reads.dropped = gate.dropped();
+    s.reads.busy_refusals = gate.budget().refusals();
+    s.reads.response_bytes_peak = gate.budget().peak();
+    s.reads.response_bytes_capacity = gate.budget().capacity();
+  }
+  if (reader_) {
+    s.reads.cancelled = reader_->reads_cancelled();
+    s.reads.tombstones_filled = reader_->gaps_filled();
+  }
+  if (writer_) s.writer = writer_->stats();
+  if (waiters_) {
+    s.long_polls.waiting = waiters_->size();
+    s.long_polls.answered_from_commit = waiters_->answered_from_commit();
+    s.long_polls.answered_by_query = waiters_->answered_from_query();
+    s.long_polls.quiet_starts = waiters_->quiet_starts();
+  }
+  if (bus_) s.bus = bus_->stats();
+  return s;
 }
 
 }  // namespace im::server

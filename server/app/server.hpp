@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "server/app/config.hpp"
+#include "server/app/stats.hpp"
 
 namespace im::server {
 
@@ -48,6 +49,9 @@ class Server {
   std::size_t long_polls() const;
   /// Open connections now (for tests and diagnostics).
   std::size_t sessions() const;
+  /// Every counter and gauge, gathered now (any thread, while started; the
+  /// connection counters read zero once stop() has run).
+  ServerStats stats() const;
 
  private:
   Config config_;

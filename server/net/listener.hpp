@@ -61,6 +61,8 @@ class Listener {
   std::uint16_t port() const { return port_; }
   std::size_t session_count() const;
   const NetStats& stats() const { return stats_; }
+  /// Connections accepted and admitted since start (refused ones not included).
+  std::uint64_t accepted() const { return next_id_.load() - 1; }
 
  private:
   asio::awaitable<void> accept_loop();

@@ -6,6 +6,9 @@
 // Thread-safety: every member is lock-free. Owned by the Listener and used by
 // its sessions' handlers, which never run after the Listener is gone.
 
+#include <atomic>
+#include <cstdint>
+
 #include "server/common/log_throttle.hpp"
 
 namespace im::server {
@@ -19,6 +22,7 @@ struct NetStats {
   LogThrottle write_timeouts;         // the client took no write for too long (not reading)
   LogThrottle tls_handshake_failures; // TLS handshake failed (not TLS, old version, bad record)
   LogThrottle accept_errors;          // accept() failed (EMFILE: out of descriptors, ...)
+  std::atomic<std::uint64_t> slow_client_resets{0};  // reset: its queue passed max_queued_bytes
 };
 
 }  // namespace im::server

@@ -287,11 +287,12 @@ void Session::enqueue(protocol::OutFrame frame, bool is_response) {
   }
   if (phase_ == Phase::closed) return;
   queued_bytes_ += frame.size();
-  handler_.on_queued(frame.size());
+  handler_.on_queued(frame);
   queue_.push_back(std::move(frame));
   if (queued_bytes_ > limits_.max_queued_bytes) {
     logs::net().warn("{} user={} not reading: {} bytes queued, disconnecting", SessionTag{id_},
                      user_, queued_bytes_);
+    stats_.slow_client_resets.fetch_add(1, std::memory_order_relaxed);
     // Reset, not close: the kernel drops what it still holds for this client
     // at once instead of keeping it (megabytes) until the client reads.
     std::error_code ignored;

@@ -54,6 +54,9 @@ const RequestType* find_request_type(wire::Body body) {
 
 void dispatch(ServiceContext& ctx, const std::shared_ptr<Connection>& conn, const wire::Frame& frame) {
   const Request req{conn, frame.request_id()};
+  if (const auto i = static_cast<std::size_t>(frame.body_type()); i < kBodyTypes) {
+    ServiceStats::add(ctx.stats->requests[i]);
+  }
   if (req.rid == 0) return req.error(ErrorCode::BadRequest, "request_id must be non-zero");
   const wire::Body body = frame.body_type();
   if (body == wire::Body::NONE) return req.error(ErrorCode::BadRequest, "frame has no body");

@@ -47,8 +47,8 @@ void Service::on_frame(const std::shared_ptr<Connection>& conn, const wire::Fram
 
 void Service::on_open(Connection& conn) {
   conn.state().open = true;
-  ctx_.sessions_open.fetch_add(1, std::memory_order_relaxed);
-  ctx_.sessions_opened.fetch_add(1, std::memory_order_relaxed);
+  ServiceStats::add(ctx_.stats->sessions_open);
+  ServiceStats::add(ctx_.stats->sessions_opened);
 }
 
 void Service::on_input_closed(Connection& conn) {
@@ -63,7 +63,19 @@ void Service::on_close(Connection& conn) {
   // polls let go of the connection now, not at their deadline.
   ctx_.reads.drop(conn);
   conn.state().end_waits();
-  if (conn.state().open) ctx_.sessions_open.fetch_sub(1, std::memory_order_relaxed);
+  if (conn.state().open) ctx_.stats->sessions_open.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void Service::on_queued(const protocol::OutFrame& frame) {
+  ctx_.responses.add(frame.size());
+  // Our own encoding, so trusted: a look at the body type (and an Error's
+  // code) costs a few loads, and counts every Error a client gets, wherever
+  // it came from (a handler, a storage failure, a deadline).
+  const auto* f = flatbuffers::GetSizePrefixedRoot<wire::Frame>(frame.data());
+  if (f->body_type() == wire::Body::Error) {
+    const auto code = static_cast<std::size_t>(f->body_as_Error()->code());
+    if (code < kErrorCodes) ServiceStats::add(ctx_.stats->errors[code]);
+  }
 }
 
 }  // namespace im::server

@@ -31,7 +31,7 @@ class Service final : public SessionHandler {
   void on_open(Connection& conn) override;
   void on_input_closed(Connection& conn) override;
   void on_close(Connection& conn) override;
-  void on_queued(std::size_t bytes) override { ctx_.responses.add(bytes); }
+  void on_queued(const protocol::OutFrame& frame) override;
   void on_unqueued(std::size_t bytes) override { ctx_.responses.release(bytes); }
   void on_written(Connection& conn) override { ctx_.reads.pump(conn); }
 

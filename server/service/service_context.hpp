@@ -22,6 +22,7 @@
 #include "server/service/connection.hpp"
 #include "server/service/rate_limiter.hpp"
 #include "server/service/read_gate.hpp"
+#include "server/service/service_stats.hpp"
 #include "server/service/store.hpp"
 #include "server/service/waiters.hpp"
 
@@ -98,8 +99,8 @@ struct ServiceContext {
   std::atomic<bool> stopping{false};  // a drain began: long polls answer at once
   ResponseBudget responses;
   ReadGate reads;
-  std::atomic<std::uint64_t> sessions_open{0};    // Hello succeeded, not closed yet
-  std::atomic<std::uint64_t> sessions_opened{0};  // since start
+  /// Shared with storage completions, which may run after the last request.
+  const std::shared_ptr<ServiceStats> stats = std::make_shared<ServiceStats>();
 };
 
 /// Microseconds since the Unix epoch (the wire's clock).

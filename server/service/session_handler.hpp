@@ -31,8 +31,9 @@ class SessionHandler {
   /// The connection is gone; nothing more reaches the client. Exactly once,
   /// however the connection ended.
   virtual void on_close(Connection& conn) = 0;
-  /// `bytes` of responses were queued for a client.
-  virtual void on_queued(std::size_t bytes) = 0;
+  /// A frame (a response, or the session's own Error) was queued for the
+  /// client: its size counts until on_unqueued.
+  virtual void on_queued(const protocol::OutFrame& frame) = 0;
   /// `bytes` queued earlier left: written to the socket, or dropped at close.
   virtual void on_unqueued(std::size_t bytes) = 0;
   /// The client took bytes: there is room in its outgoing budget again.

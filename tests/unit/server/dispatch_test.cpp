@@ -149,16 +149,16 @@ TEST_CASE("dispatch: before Hello only Hello, Ping, Register and Login are serve
   // Register and Login reach their handler: this server offers no accounts.
   const auto reg = rig.answer(protocol::encode_register(6, "alice", "a long enough password"));
   CHECK(frame(reg).body_as_Error()->code() == wire::ErrorCode::Forbidden);
-  CHECK(rig.service.context().sessions_open == 0);
+  CHECK(rig.service.context().stats->sessions_open == 0);
   // Hello (--auth none) opens the session: the connection is told, the handler counts it.
   CHECK(frame(rig.answer(protocol::encode_hello(7, "alice", "", "test"))).body_type() ==
         wire::Body::Welcome);
   CHECK(rig.conn->state().user == "alice");
-  CHECK(rig.service.context().sessions_open == 1);
-  CHECK(rig.service.context().sessions_opened == 1);
+  CHECK(rig.service.context().stats->sessions_open == 1);
+  CHECK(rig.service.context().stats->sessions_opened == 1);
   rig.conn->close();
-  CHECK(rig.service.context().sessions_open == 0);
-  CHECK(rig.service.context().sessions_opened == 1);
+  CHECK(rig.service.context().stats->sessions_open == 0);
+  CHECK(rig.service.context().stats->sessions_opened == 1);
 }
 
 TEST_CASE("dispatch: once the session's token expired, requests that need a live session fail the "

@@ -87,7 +87,7 @@ class FakeHandler final : public server::SessionHandler {
     ++inputs_closed;
   }
   void on_close(Connection&) override { ++closes; }
-  void on_queued(std::size_t bytes) override { queued += bytes; }
+  void on_queued(const protocol::OutFrame& frame) override { queued += frame.size(); }
   void on_unqueued(std::size_t bytes) override { unqueued += bytes; }
   void on_written(Connection&) override { ++written; }
 
