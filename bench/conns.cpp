@@ -24,7 +24,7 @@
 
 #include "protocol/frame_codec.hpp"
 #include "protocol/frames.hpp"
-#include "server/auth/token.hpp"
+#include "auth/token.hpp"
 
 using namespace im;
 

@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "client/client.hpp"
-#include "server/auth/token.hpp"
+#include "auth/token.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"im-bench-pull: time reading a whole inbox by cursor"};

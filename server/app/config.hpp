@@ -7,7 +7,7 @@
 #include <memory>
 #include <string>
 
-#include "server/auth/token.hpp"
+#include "auth/token.hpp"
 
 namespace im::server {
 

@@ -17,7 +17,7 @@
 #include <string_view>
 
 #include "protocol/frames.hpp"
-#include "server/auth/token.hpp"
+#include "auth/token.hpp"
 #include "server/common/log_throttle.hpp"
 #include "server/service/connection.hpp"
 #include "server/service/rate_limiter.hpp"

@@ -2,7 +2,7 @@
 
 #include <sodium.h>
 
-#include "server/auth/password.hpp"
+#include "auth/password.hpp"
 #include "server/common/log.hpp"
 
 namespace im::server {

@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "client/client.hpp"
-#include "server/auth/token.hpp"
+#include "auth/token.hpp"
 #include "tests/support/expect_frame.hpp"
 #include "tests/support/raw_client.hpp"
 #include "tests/support/test_server.hpp"

@@ -22,7 +22,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "server/auth/token.hpp"
+#include "auth/token.hpp"
 #include "tools/im-loadgen/workload.hpp"
 
 int main(int argc, char** argv) {

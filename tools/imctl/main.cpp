@@ -29,7 +29,7 @@
 
 #include "client/client.hpp"
 #include "protocol/validate.hpp"
-#include "server/auth/token.hpp"
+#include "auth/token.hpp"
 #include "tools/imctl/format.hpp"
 
 namespace {

@@ -4,7 +4,7 @@
 #include <fmt/format.h>
 
 #include "protocol/validate.hpp"
-#include "server/auth/password.hpp"
+#include "auth/password.hpp"
 #include "server/common/log.hpp"
 #include "server/service/handlers/handlers.hpp"
 

@@ -4,8 +4,8 @@
 
 #include <string>
 
-#include "server/auth/password.hpp"
-#include "server/auth/token.hpp"
+#include "auth/password.hpp"
+#include "auth/token.hpp"
 
 using namespace im::auth;
 

@@ -1,4 +1,4 @@
-#include "server/auth/password.hpp"
+#include "auth/password.hpp"
 
 #include <mutex>
 #include <stdexcept>

@@ -1,4 +1,4 @@
-#include "server/auth/token.hpp"
+#include "auth/token.hpp"
 
 #include <algorithm>
 #include <charconv>

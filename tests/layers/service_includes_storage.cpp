@@ -1,0 +1,2 @@
+// Must not compile: the service layer reaches into storage (tests/deploy/layers_check.sh).
+#include "server/storage/schema.hpp"
