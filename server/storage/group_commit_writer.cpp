@@ -6,109 +6,15 @@
 #include <unordered_map>
 
 #include "server/common/log.hpp"
+#include "server/common/thread_name.hpp"
 #include "server/storage/fault_points.hpp"
 #include "server/storage/pg_array.hpp"
-#include "server/common/thread_name.hpp"
+#include "server/storage/writer_sql.hpp"
 
 namespace im::server {
 namespace {
 
-constexpr const char* kInsertBatch = "im_insert_batch";
-constexpr const char* kFindExisting = "im_find_existing";
-constexpr const char* kMaxSeq = "im_max_seq";
-constexpr const char* kTombstone = "im_tombstone";
-
-// One statement per batch, optimistic: every send is taken to be new and
-// takes the next seq of its receiver's range ($7, assigned in batch order).
-// If one of them turns out to be stored already (a resend, or a key reused
-// for another message), the insert skips it and the statement raises
-// im_batch_holds_resend() (SQLSTATE IMB01), so that nothing of it commits: a
-// resend must not take a seq. The batch is then written by kInsertCheckedSql.
-// Returns (NULL, seq, message id, receiver) for each message stored.
-//
-// No CTE is joined to another: the planner guesses their sizes, and a nested
-// loop over two batch-sized CTEs is quadratic.
-constexpr const char* kInsertBatchSql = R"SQL(
-WITH input AS (
-  SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::bigint[], $5::text[],
-                       $6::bigint[], $7::bigint[])
-    AS t(ord, sender, receiver, client_msg_id, body, created_us, seq)
-), ins AS (
-  INSERT INTO messages (sender, receiver, conversation, client_msg_id, body, created_at, seq)
-  SELECT sender, receiver,
-         CASE WHEN sender COLLATE "C" < receiver COLLATE "C"
-              THEN sender || ' ' || receiver ELSE receiver || ' ' || sender END,
-         client_msg_id, body, timestamptz 'epoch' + created_us * interval '1 microsecond', seq
-  FROM input ORDER BY ord
-  ON CONFLICT (sender, client_msg_id) DO NOTHING
-  RETURNING id, receiver, seq
-), box AS (
-  INSERT INTO inbox (owner, seq, message_id)
-  SELECT receiver, seq, id FROM ins
-)
-SELECT NULL::int AS ord, seq, id, receiver FROM ins
-UNION ALL
-SELECT im_batch_holds_resend(), NULL, NULL, NULL
-WHERE (SELECT count(*) FROM ins) < cardinality($1::int[])
-)SQL";
-
-constexpr const char* kResendInBatch = "IMB01";
-
-// The same batch when it holds a resend: only sends whose (sender,
-// client_msg_id) is not stored yet take a seq, the lowest of their receiver's
-// range ($7's least) first, in batch order; a resend takes none and leaves the
-// receiver's inbox untouched. Returns (ord, seq, NULL, NULL) for each send
-// that took a seq and (NULL, seq, message id, receiver) for each message
-// stored: a send whose seq got no message lost its key to a concurrent writer
-// between the check and the insert, and its seq is tombstoned after the
-// commit. Sent unprepared, so that each run is planned for the batch's real
-// size and the messages table's current one (a plan cached while the table
-// was small would keep a hash anti-join over all of it).
-constexpr const char* kInsertCheckedSql = R"SQL(
-WITH input AS (
-  SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::bigint[], $5::text[],
-                       $6::bigint[], $7::bigint[])
-    AS t(ord, sender, receiver, client_msg_id, body, created_us, seq)
-), fresh AS (
-  SELECT f.ord, f.sender, f.receiver, f.client_msg_id, f.body, f.created_us,
-         f.first_seq + row_number() OVER (PARTITION BY f.receiver ORDER BY f.ord) - 1 AS seq
-  FROM (SELECT i.*, min(i.seq) OVER (PARTITION BY i.receiver) AS first_seq FROM input i) f
-  WHERE NOT EXISTS (SELECT 1 FROM messages m
-                    WHERE m.sender = f.sender AND m.client_msg_id = f.client_msg_id)
-), ins AS (
-  INSERT INTO messages (sender, receiver, conversation, client_msg_id, body, created_at, seq)
-  SELECT sender, receiver,
-         CASE WHEN sender COLLATE "C" < receiver COLLATE "C"
-              THEN sender || ' ' || receiver ELSE receiver || ' ' || sender END,
-         client_msg_id, body, timestamptz 'epoch' + created_us * interval '1 microsecond', seq
-  FROM fresh ORDER BY ord
-  ON CONFLICT (sender, client_msg_id) DO NOTHING
-  RETURNING id, receiver, seq
-), box AS (
-  INSERT INTO inbox (owner, seq, message_id)
-  SELECT receiver, seq, id FROM ins
-)
-SELECT ord, seq, NULL::bigint AS id, NULL::text AS receiver FROM fresh
-UNION ALL
-SELECT NULL, seq, id, receiver FROM ins
-)SQL";
-
-constexpr const char* kFindExistingSql = R"SQL(
-SELECT i.ord, m.id, m.receiver, m.body,
-       (extract(epoch FROM m.created_at) * 1000000)::bigint, m.seq
-FROM unnest($1::int[], $2::text[], $3::bigint[]) AS i(ord, sender, client_msg_id)
-JOIN messages m ON m.sender = i.sender AND m.client_msg_id = i.client_msg_id
-)SQL";
-
-constexpr const char* kMaxSeqSql = R"SQL(
-SELECT o, (SELECT max(seq) FROM inbox WHERE owner = o) FROM unnest($1::text[]) AS o
-)SQL";
-
-constexpr const char* kTombstoneSql = R"SQL(
-INSERT INTO inbox (owner, seq, message_id)
-SELECT o, s, NULL FROM unnest($1::text[], $2::bigint[]) AS t(o, s)
-ON CONFLICT DO NOTHING
-)SQL";
+namespace sql = writer_sql;
 
 std::int64_t steady_ticks() {
   return std::chrono::steady_clock::now().time_since_epoch().count();
@@ -213,10 +119,9 @@ bool GroupCommitWriter::ensure_pg(StoreStatus& status) {
   }
   try {
     pg_ = open_pg_session(options_.pg, ("im-server " + options_.name).c_str());
-    pg_->prepare(kInsertBatch, kInsertBatchSql);
-    pg_->prepare(kFindExisting, kFindExistingSql);
-    pg_->prepare(kMaxSeq, kMaxSeqSql);
-    pg_->prepare(kTombstone, kTombstoneSql);
+    for (const writer_sql::Prepared& statement : writer_sql::kPrepared) {
+      pg_->prepare(statement.name, statement.text);
+    }
     logs::pg().info("writer connected to PostgreSQL");
     return true;
   } catch (...) {
@@ -343,8 +248,120 @@ std::shared_ptr<const CommittedBatch> GroupCommitWriter::committed_batch(
   return batch;
 }
 
-void GroupCommitWriter::allocate_seqs(std::vector<Slot>& slots,
-                                      const std::vector<std::size_t>& unique) {
+// Which send took each seq of the attempt's ranges: a stored row names its
+// (receiver, seq), and this finds the send it belongs to.
+class GroupCommitWriter::SeqTakers {
+ public:
+  /// `none` marks a seq no send took.
+  SeqTakers(std::vector<Range>& ranges, std::size_t none) : ranges_(ranges), none_(none) {
+    base_.reserve(ranges.size());
+    std::size_t seqs_allocated = 0;
+    for (const Range& r : ranges) {
+      base_.push_back(seqs_allocated);
+      seqs_allocated += static_cast<std::size_t>(r.last - r.first + 1);
+    }
+    took_.assign(seqs_allocated, none);
+  }
+
+  /// Slot `i` takes its seq, s.seq (the range's next): one more of the range used.
+  void take(std::size_t i, const Slot& s) {
+    took_.at(position(s.range, s.seq)) = i;
+    ++ranges_[s.range].used;
+  }
+  std::size_t taker(std::size_t range, std::int64_t seq) const {
+    return took_.at(position(range, seq));
+  }
+  /// The attempt's statement rolled back: no seq is taken, none used.
+  void clear() {
+    std::fill(took_.begin(), took_.end(), none_);
+    for (Range& r : ranges_) r.used = 0;
+  }
+
+ private:
+  std::size_t position(std::size_t range, std::int64_t seq) const {
+    return base_[range] + static_cast<std::size_t>(seq - ranges_[range].first);
+  }
+
+  std::vector<Range>& ranges_;
+  std::size_t none_;
+  /// took_[base_[k] + seq - ranges_[k].first]: the slot that took that seq.
+  std::vector<std::size_t> base_;
+  std::vector<std::size_t> took_;
+};
+
+// The attempt's statements. A batch that is one statement runs outside a
+// transaction block, and a statement outside one commits atomically by itself:
+// one round trip to PostgreSQL instead of three (BEGIN, the statement,
+// COMMIT), which on a busy machine each wait for the backend to be scheduled.
+// A block is opened only when more must commit with it (fits_one_statement).
+class GroupCommitWriter::BatchTransaction {
+ public:
+  BatchTransaction(pqxx::connection& conn, bool one_statement)
+      : conn_(conn), one_statement_(one_statement) {}
+
+  /// Starts the transaction, or starts it again after its statement failed.
+  pqxx::transaction_base& begin() {
+    current_ = nullptr;
+    autocommit_.reset();
+    block_.reset();
+    if (one_statement_) {
+      current_ = &autocommit_.emplace(conn_, "batch");
+    } else {
+      current_ = &block_.emplace(conn_, "batch");
+    }
+    return *current_;
+  }
+  /// The transaction begin() started.
+  pqxx::transaction_base& operator*() const { return *current_; }
+  pqxx::transaction_base* operator->() const { return current_; }
+
+ private:
+  pqxx::connection& conn_;
+  bool one_statement_;
+  std::optional<pqxx::nontransaction> autocommit_;
+  std::optional<pqxx::work> block_;
+  pqxx::transaction_base* current_ = nullptr;
+};
+
+/// $1..$7 of both batch statements (writer_sql::kInputCte).
+struct GroupCommitWriter::StatementArgs {
+  std::string ord, sender, receiver, cmid, body, created, seq;
+};
+
+StoreStatus GroupCommitWriter::write_batch(std::vector<Slot>& slots,
+                                           const std::vector<std::size_t>& unique) {
+  StoreStatus status;
+  if (!ensure_pg(status)) return status;
+  Step step = Step::plan_seqs;
+  try {
+    plan_seqs(slots, unique);
+    fault::maybe_crash(fault::Point::crash_after_seq_alloc);
+
+    step = Step::write;
+    SeqTakers takers(ranges_, slots.size());
+    BatchTransaction tx(*pg_, fits_one_statement());
+    const pqxx::result stored = insert(tx, slots, unique, takers);
+    match_stored(stored, slots, unique, takers);
+    answer_resends(*tx, slots, unique);
+    fault::maybe_crash(fault::Point::crash_after_insert);
+    if (fault::fires(fault::Point::ack_before_commit)) return ack_then_roll_back(slots, unique);
+
+    // Seqs abandoned by earlier attempts commit as tombstones with the batch.
+    // No send is acked before the commit returns: process() acks afterwards.
+    if (!abandoned_.empty()) tombstone_abandoned(*tx);
+    fault::at_stage(options_.stage_hook, fault::Stage::before_commit);
+    tx->commit();
+    fault::maybe_crash(fault::Point::crash_after_commit);
+    abandoned_.clear();
+    return {};
+  } catch (...) {
+    return recover(step, std::current_exception(), slots, unique);
+  }
+}
+
+// ---- Planning seqs ----
+
+void GroupCommitWriter::plan_seqs(std::vector<Slot>& slots, const std::vector<std::size_t>& unique) {
   // Group by receiver, keeping batch order inside each receiver's range.
   std::unordered_map<std::string_view, std::size_t> index;
   std::vector<std::string> owners;
@@ -359,50 +376,7 @@ void GroupCommitWriter::allocate_seqs(std::vector<Slot>& slots,
   }
   std::vector<std::int64_t> last;
   seqs_.allocate(owners, counts, last);
-
-  // A counter that came back equal to the count was just created: a new
-  // receiver, or Redis lost the key. Raise it above what PostgreSQL holds.
-  std::vector<std::size_t> fresh;
-  for (std::size_t k = 0; k < owners.size(); ++k) {
-    if (last[k] == counts[k]) fresh.push_back(k);
-  }
-  if (!fresh.empty()) {
-    PgArray names;
-    for (std::size_t k : fresh) names.add(owners[k]);
-    pqxx::nontransaction tx(*pg_);
-    const pqxx::result r = tx.exec_prepared(kMaxSeq, std::move(names).str());
-    std::vector<std::string> raised_owners;
-    std::vector<std::int64_t> raised_counts;
-    std::vector<std::size_t> raised_index;
-    std::vector<std::int64_t> raised_max;
-    for (std::size_t row = 0; row < r.size(); ++row) {
-      if (r[row][1].is_null()) continue;  // a new receiver: the fresh counter is right
-      const auto stored_max = r[row][1].as<std::int64_t>();
-      const std::size_t k = fresh[row];
-      // What we got may be below stored rows: abandon it (tombstoned later,
-      // a no-op where a row exists) and allocate again above the maximum.
-      for (std::int64_t s = last[k] - counts[k] + 1; s <= last[k]; ++s) {
-        abandoned_.emplace_back(owners[k], s);
-      }
-      seqs_.raise_floor(owners[k], stored_max);
-      raised_owners.push_back(owners[k]);
-      raised_counts.push_back(counts[k]);
-      raised_index.push_back(k);
-      raised_max.push_back(stored_max);
-    }
-    if (!raised_owners.empty()) {
-      std::vector<std::int64_t> again;
-      seqs_.allocate(raised_owners, raised_counts, again);
-      for (std::size_t j = 0; j < raised_index.size(); ++j) {
-        last[raised_index[j]] = again[j];
-        // Counted only if the raise took: the new range starts above the
-        // maximum (else the insert collides and the fallback takes over).
-        if (again[j] - raised_counts[j] >= raised_max[j]) {
-          counter_raises_.fetch_add(1, std::memory_order_relaxed);
-        }
-      }
-    }
-  }
+  raise_fresh_counters(owners, counts, last);
 
   ranges_.clear();
   ranges_.reserve(owners.size());
@@ -415,6 +389,273 @@ void GroupCommitWriter::allocate_seqs(std::vector<Slot>& slots,
   }
 }
 
+void GroupCommitWriter::raise_fresh_counters(const std::vector<std::string>& owners,
+                                             const std::vector<std::int64_t>& counts,
+                                             std::vector<std::int64_t>& last) {
+  // A counter that came back equal to the count was just created: a new
+  // receiver, or Redis lost the key. Raise it above what PostgreSQL holds.
+  std::vector<std::size_t> fresh;
+  for (std::size_t k = 0; k < owners.size(); ++k) {
+    if (last[k] == counts[k]) fresh.push_back(k);
+  }
+  if (fresh.empty()) return;
+  std::vector<std::string_view> names;
+  for (std::size_t k : fresh) names.push_back(owners[k]);
+  const std::vector<std::optional<std::int64_t>> stored = stored_max_seqs(names);
+
+  std::vector<std::string> raised_owners;
+  std::vector<std::int64_t> raised_counts;
+  std::vector<std::size_t> raised_index;
+  std::vector<std::int64_t> raised_max;
+  for (std::size_t j = 0; j < stored.size(); ++j) {
+    if (!stored[j]) continue;  // a new receiver: the fresh counter is right
+    const std::int64_t stored_max = *stored[j];
+    const std::size_t k = fresh[j];
+    // What we got may be below stored rows: abandon it (tombstoned later,
+    // a no-op where a row exists) and allocate again above the maximum.
+    for (std::int64_t s = last[k] - counts[k] + 1; s <= last[k]; ++s) {
+      abandoned_.emplace_back(owners[k], s);
+    }
+    seqs_.raise_floor(owners[k], stored_max);
+    raised_owners.push_back(owners[k]);
+    raised_counts.push_back(counts[k]);
+    raised_index.push_back(k);
+    raised_max.push_back(stored_max);
+  }
+  if (raised_owners.empty()) return;
+  std::vector<std::int64_t> again;
+  seqs_.allocate(raised_owners, raised_counts, again);
+  for (std::size_t j = 0; j < raised_index.size(); ++j) {
+    last[raised_index[j]] = again[j];
+    // Counted only if the raise took: the new range starts above the
+    // maximum (else the insert collides and the fallback takes over).
+    if (again[j] - raised_counts[j] >= raised_max[j]) {
+      counter_raises_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+}
+
+void GroupCommitWriter::raise_counters_above_stored(const std::vector<Slot>& slots,
+                                                    const std::vector<std::size_t>& unique) {
+  std::vector<std::string_view> names;
+  std::unordered_map<std::string_view, bool> seen;
+  for (std::size_t i : unique) {
+    if (seen.try_emplace(slots[i].cmd->receiver, true).second) names.push_back(slots[i].cmd->receiver);
+  }
+  const std::vector<std::optional<std::int64_t>> stored = stored_max_seqs(names);
+  for (std::size_t j = 0; j < stored.size(); ++j) {
+    if (stored[j]) seqs_.raise_floor(std::string(names[j]), *stored[j]);
+  }
+}
+
+std::vector<std::optional<std::int64_t>> GroupCommitWriter::stored_max_seqs(
+    std::span<const std::string_view> owners) {
+  PgArray names;
+  for (std::string_view owner : owners) names.add(owner);
+  pqxx::nontransaction tx(*pg_);
+  const pqxx::result r = tx.exec_prepared(sql::kMaxSeq.name, std::move(names).str());
+  std::vector<std::optional<std::int64_t>> max(r.size());
+  for (std::size_t row = 0; row < r.size(); ++row) {
+    if (!r[row][1].is_null()) max[row] = r[row][1].as<std::int64_t>();
+  }
+  return max;
+}
+
+// ---- Writing ----
+
+bool GroupCommitWriter::fits_one_statement() const {
+  // Tombstones for abandoned seqs must commit with the batch; the two fault
+  // points need a moment between insert and commit.
+  return abandoned_.empty() && !fault::enabled(fault::Point::crash_after_insert) &&
+         !fault::enabled(fault::Point::ack_before_commit);
+}
+
+pqxx::result GroupCommitWriter::insert(BatchTransaction& tx, std::vector<Slot>& slots,
+                                       const std::vector<std::size_t>& unique, SeqTakers& takers) {
+  // Each send's seq if every send is new: the next of its receiver's range.
+  for (std::size_t i : unique) {
+    Slot& s = slots[i];
+    s.stored_id = 0;
+    s.seq = ranges_[s.range].first + ranges_[s.range].used;
+    takers.take(i, s);
+  }
+  const StatementArgs a = statement_args(slots, unique);
+  try {
+    return tx.begin().exec_prepared(sql::kInsertBatch.name, a.ord, a.sender, a.receiver, a.cmid,
+                                    a.body, a.created, a.seq);
+  } catch (const pqxx::sql_error& e) {
+    if (e.sqlstate() != sql::kResendInBatch) throw;
+  }
+  // Nothing of the batch was stored. Again, with only the new sends
+  // taking seqs (from each range's first).
+  checked_batches_.fetch_add(1, std::memory_order_relaxed);
+  takers.clear();
+  for (std::size_t i : unique) slots[i].seq = 0;
+  fault::at_stage(options_.stage_hook, fault::Stage::before_checked);
+  pqxx::result r = tx.begin().exec_params(sql::kInsertCheckedSql.c_str(), a.ord, a.sender,
+                                          a.receiver, a.cmid, a.body, a.created, a.seq);
+  for (const auto& row : r) {
+    if (row[0].is_null()) continue;
+    const auto i = row[0].as<std::size_t>();
+    Slot& s = slots[i];
+    s.seq = row[1].as<std::int64_t>();
+    takers.take(i, s);
+  }
+  return r;
+}
+
+GroupCommitWriter::StatementArgs GroupCommitWriter::statement_args(
+    std::vector<Slot>& slots, const std::vector<std::size_t>& unique) {
+  PgArray ord, sender, receiver, cmid, body, created, seq;
+  // Negative control: fresh keys make every resend a new message.
+  const bool skip_idempotency = fault::fires(fault::Point::skip_idempotency);
+  std::size_t body_bytes = 0;
+  for (std::size_t i : unique) body_bytes += slots[i].cmd->body.size() + 8;
+  body.reserve(body_bytes);
+  for (std::size_t i : unique) {
+    Slot& s = slots[i];
+    const SendCommand& c = *s.cmd;
+    ord.add(static_cast<std::int64_t>(i));
+    sender.add(c.sender);
+    receiver.add(c.receiver);
+    // The key the batch stores (the committed batch hands it to readers).
+    s.stored_cmid =
+        skip_idempotency ? c.client_msg_id ^ static_cast<std::uint64_t>(now_us()) : c.client_msg_id;
+    cmid.add(static_cast<std::int64_t>(s.stored_cmid));
+    body.add(c.body);
+    created.add(c.received_at_us);
+    seq.add(s.seq);
+  }
+  return {std::move(ord).str(),  std::move(sender).str(), std::move(receiver).str(),
+          std::move(cmid).str(), std::move(body).str(),   std::move(created).str(),
+          std::move(seq).str()};
+}
+
+void GroupCommitWriter::match_stored(const pqxx::result& rows, std::vector<Slot>& slots,
+                                     const std::vector<std::size_t>& unique,
+                                     const SeqTakers& takers) {
+  // The messages stored, matched to their sends by (receiver, seq).
+  std::unordered_map<std::string_view, std::size_t> range_of;
+  for (std::size_t k = 0; k < ranges_.size(); ++k) range_of.emplace(ranges_[k].owner, k);
+  for (const auto& row : rows) {
+    if (!row[0].is_null()) continue;
+    const std::size_t k = range_of.at(std::string_view(row[3].c_str(), row[3].size()));
+    Slot& s = slots.at(takers.taker(k, row[1].as<std::int64_t>()));
+    s.status = {};
+    s.stored_id = row[2].as<std::int64_t>();
+    s.ack = {s.stored_id, s.cmd->received_at_us, s.seq, false};
+  }
+  // A seq whose send stored nothing lost its key to a concurrent writer:
+  // no message will ever take it, so it is tombstoned after the commit.
+  for (std::size_t i : unique) {
+    const Slot& s = slots[i];
+    if (s.seq != 0 && s.stored_id == 0) lost_.emplace_back(s.cmd->receiver, s.seq);
+  }
+}
+
+void GroupCommitWriter::answer_resends(pqxx::transaction_base& tx, std::vector<Slot>& slots,
+                                       const std::vector<std::size_t>& unique) {
+  // Every send that stored nothing is a resend: answer it from the stored message.
+  PgArray dup_ord, dup_sender, dup_cmid;
+  bool any_dup = false;
+  for (std::size_t i : unique) {
+    Slot& s = slots[i];
+    if (s.stored_id != 0) continue;
+    dup_ord.add(static_cast<std::int64_t>(i));
+    dup_sender.add(s.cmd->sender);
+    dup_cmid.add(static_cast<std::int64_t>(s.cmd->client_msg_id));
+    any_dup = true;
+  }
+  if (!any_dup) return;
+  const pqxx::result d = tx.exec_prepared(sql::kFindExisting.name, std::move(dup_ord).str(),
+                                          std::move(dup_sender).str(), std::move(dup_cmid).str());
+  for (const auto& row : d) {
+    Slot& s = slots[row[0].as<std::size_t>()];
+    s.ack = {row[1].as<std::int64_t>(), row[4].as<std::int64_t>(), row[5].as<std::int64_t>(), true};
+    if (row[2].as<std::string>() != s.cmd->receiver || row[3].as<std::string>() != s.cmd->body) {
+      s.status = {StoreCode::conflict, "client_msg_id already used for a different message"};
+    } else {
+      s.status = {};
+    }
+  }
+}
+
+StoreStatus GroupCommitWriter::ack_then_roll_back(std::vector<Slot>& slots,
+                                                  const std::vector<std::size_t>& unique) {
+  // Negative control: acknowledge, then let the transaction roll back.
+  for (std::size_t i : unique) {
+    Slot& s = slots[i];
+    if (!s.status.ok() || !s.cmd->done) continue;
+    s.cmd->done(s.status, s.ack);
+    s.cmd->done = nullptr;
+  }
+  abandon_ranges();
+  return {StoreCode::unavailable, "fault point ack_before_commit"};
+}
+
+void GroupCommitWriter::tombstone_abandoned(pqxx::transaction_base& tx) {
+  PgArray owners, seqs;
+  for (const auto& [o, s] : abandoned_) {
+    owners.add(o);
+    seqs.add(s);
+  }
+  tx.exec_prepared(sql::kTombstone.name, std::move(owners).str(), std::move(seqs).str());
+}
+
+// ---- Recovery ----
+
+// Every failure abandons the attempt's seqs (there are none yet while they
+// are planned): a later transaction tombstones them, which is safe even when
+// the outcome is unknown, as ON CONFLICT DO NOTHING leaves a committed message
+// in place. Then:
+// - writing, an (owner, seq) taken: a Redis counter is behind PostgreSQL (or
+//   a reader tombstoned a seq we were slow to write); every counter of the
+//   batch is raised above the stored maximum and the batch retried;
+// - writing, a deadlock: retried as it is;
+// - planning, Redis failed: unavailable;
+// - anything else fails the batch with its classified status. Planning drops
+//   the connection on any PostgreSQL failure (its one query, MAX(seq), failing
+//   leaves nothing to keep), writing only when it is lost.
+StoreStatus GroupCommitWriter::recover(Step step, const std::exception_ptr& error,
+                                       const std::vector<Slot>& slots,
+                                       const std::vector<std::size_t>& unique) {
+  abandon_ranges();
+  try {
+    std::rethrow_exception(error);
+  } catch (const RedisError& e) {
+    if (step == Step::plan_seqs) return {StoreCode::unavailable, e.what()};
+  } catch (const pqxx::unique_violation& e) {
+    if (step == Step::write) {
+      logs::pg().warn("seq collision, retrying batch: {}", e.what());
+      last_conflict_ = Conflict::seq_collision;
+      try {
+        raise_counters_above_stored(slots, unique);
+      } catch (...) {
+        // Raising counters is planning seqs: a failure means what it does there.
+        return recover(Step::plan_seqs, std::current_exception(), slots, unique);
+      }
+      return {StoreCode::conflict, "seq collision"};
+    }
+  } catch (const pqxx::deadlock_detected& e) {
+    // Two batches inserting the same (sender, client_msg_id) keys in opposite
+    // orders (a key reused for receivers in two lanes or two processes) wait
+    // for each other; PostgreSQL rolls one back. Nothing of it was stored:
+    // the new attempt waits for the other batch's keys like any insert, then
+    // finds them taken or free.
+    if (step == Step::write) {
+      logs::pg().warn("batch rolled back by a deadlock, retrying: {}", e.what());
+      last_conflict_ = Conflict::deadlock;
+      return {StoreCode::conflict, "deadlock"};
+    }
+  } catch (...) {
+  }
+  StoreStatus st = classify_pg_exception(error);
+  if (step == Step::plan_seqs || st.code == StoreCode::unavailable) pg_.reset();
+  return st;
+}
+
+// ---- After the commit, and after a failed attempt ----
+
 void GroupCommitWriter::abandon_ranges() {
   for (const Range& r : ranges_) {
     for (std::int64_t s = r.first; s <= r.last; ++s) abandoned_.emplace_back(r.owner, s);
@@ -424,59 +665,18 @@ void GroupCommitWriter::abandon_ranges() {
 }
 
 void GroupCommitWriter::release_unused() {
-  std::vector<std::string> owners;
-  std::vector<std::int64_t> from, to;
-  std::vector<std::size_t> which;
-  for (std::size_t k = 0; k < ranges_.size(); ++k) {
-    const Range& r = ranges_[k];
-    if (r.first + r.used > r.last) continue;
-    owners.push_back(r.owner);
-    from.push_back(r.last);
-    to.push_back(r.first + r.used - 1);
-    which.push_back(k);
-  }
-  std::vector<bool> given;
-  PgArray t_owners, t_seqs;
-  bool any = false;
-  if (!owners.empty()) {
-    try {
-      seqs_.give_back(owners, from, to, given);
-    } catch (const RedisError& e) {
-      logs::pg().warn("could not give back unused seqs, tombstoning them: {}", e.what());
-      given.assign(owners.size(), false);
-    }
-  }
-  for (std::size_t j = 0; j < which.size(); ++j) {
-    if (given[j]) {
-      seqs_given_back_.fetch_add(static_cast<std::uint64_t>(from[j] - to[j]),
-                                 std::memory_order_relaxed);
-      continue;
-    }
-    // Someone allocated above the range (another process): its unused seqs
-    // would be a gap below their messages. Tombstone them now.
-    seqs_tombstoned_.fetch_add(static_cast<std::uint64_t>(from[j] - to[j]), std::memory_order_relaxed);
-    for (std::int64_t s = to[j] + 1; s <= from[j]; ++s) {
-      t_owners.add(owners[j]);
-      t_seqs.add(s);
-      abandoned_.emplace_back(owners[j], s);
-      any = true;
-    }
-  }
+  // The commit cleared abandoned_: what is in it below is tombstoned now.
+  give_back_unused();
   // Seqs whose key a concurrent writer stored first: a gap below this
   // batch's messages until tombstoned (readers wait at it meanwhile).
   seqs_tombstoned_.fetch_add(lost_.size(), std::memory_order_relaxed);
-  for (auto& [owner, seq] : lost_) {
-    t_owners.add(owner);
-    t_seqs.add(seq);
-    abandoned_.emplace_back(std::move(owner), seq);
-    any = true;
-  }
+  for (auto& [owner, seq] : lost_) abandoned_.emplace_back(std::move(owner), seq);
   lost_.clear();
   ranges_.clear();
-  if (!any) return;
+  if (abandoned_.empty()) return;
   try {
     pqxx::nontransaction tx(*pg_);
-    tx.exec_prepared(kTombstone, std::move(t_owners).str(), std::move(t_seqs).str());
+    tombstone_abandoned(tx);
     abandoned_.clear();
   } catch (...) {
     // Left in abandoned_: the next transaction tombstones them (or readers
@@ -485,217 +685,33 @@ void GroupCommitWriter::release_unused() {
   }
 }
 
-StoreStatus GroupCommitWriter::write_batch(std::vector<Slot>& slots,
-                                           const std::vector<std::size_t>& unique) {
-  StoreStatus status;
-  if (!ensure_pg(status)) return status;
-  try {
-    allocate_seqs(slots, unique);
-    fault::maybe_crash(fault::Point::crash_after_seq_alloc);
-  } catch (const RedisError& e) {
-    return {StoreCode::unavailable, e.what()};
-  } catch (...) {
-    pg_.reset();
-    return classify_pg_exception(std::current_exception());
+void GroupCommitWriter::give_back_unused() {
+  std::vector<std::string> owners;
+  std::vector<std::int64_t> from, to;
+  for (const Range& r : ranges_) {
+    if (r.first + r.used > r.last) continue;
+    owners.push_back(r.owner);
+    from.push_back(r.last);
+    to.push_back(r.first + r.used - 1);
   }
-
+  if (owners.empty()) return;
+  std::vector<bool> given;
   try {
-    // Each send's seq if every send is new: the next of its receiver's range.
-    // took[base[k] + seq - ranges_[k].first]: the slot that took that seq.
-    std::vector<std::size_t> base(ranges_.size());
-    std::size_t seqs_allocated = 0;
-    for (std::size_t k = 0; k < ranges_.size(); ++k) {
-      base[k] = seqs_allocated;
-      seqs_allocated += static_cast<std::size_t>(ranges_[k].last - ranges_[k].first + 1);
+    seqs_.give_back(owners, from, to, given);
+  } catch (const RedisError& e) {
+    logs::pg().warn("could not give back unused seqs, tombstoning them: {}", e.what());
+    given.assign(owners.size(), false);
+  }
+  for (std::size_t j = 0; j < owners.size(); ++j) {
+    const auto unused = static_cast<std::uint64_t>(from[j] - to[j]);
+    if (given[j]) {
+      seqs_given_back_.fetch_add(unused, std::memory_order_relaxed);
+      continue;
     }
-    std::vector<std::size_t> took(seqs_allocated, slots.size());
-    auto take = [&](std::size_t i) {
-      Slot& s = slots[i];
-      took.at(base[s.range] + static_cast<std::size_t>(s.seq - ranges_[s.range].first)) = i;
-      ++ranges_[s.range].used;
-    };
-    PgArray ord, sender, receiver, cmid, body, created, seq;
-    // Negative control: fresh keys make every resend a new message.
-    const bool skip_idempotency = fault::fires(fault::Point::skip_idempotency);
-    std::size_t body_bytes = 0;
-    for (std::size_t i : unique) {
-      body_bytes += slots[i].cmd->body.size() + 8;
-      slots[i].stored_id = 0;
-    }
-    body.reserve(body_bytes);
-    for (std::size_t i : unique) {
-      Slot& s = slots[i];
-      const SendCommand& c = *s.cmd;
-      s.seq = ranges_[s.range].first + ranges_[s.range].used;
-      take(i);
-      ord.add(static_cast<std::int64_t>(i));
-      sender.add(c.sender);
-      receiver.add(c.receiver);
-      s.stored_cmid =
-          skip_idempotency ? c.client_msg_id ^ static_cast<std::uint64_t>(now_us()) : c.client_msg_id;
-      cmid.add(static_cast<std::int64_t>(s.stored_cmid));
-      body.add(c.body);
-      created.add(c.received_at_us);
-      seq.add(s.seq);
-    }
-    const std::string args[] = {std::move(ord).str(),  std::move(sender).str(),
-                                std::move(receiver).str(), std::move(cmid).str(),
-                                std::move(body).str(), std::move(created).str(),
-                                std::move(seq).str()};
-
-    // The batch is one statement, and outside a transaction block a statement
-    // commits atomically by itself: one round trip to PostgreSQL instead of
-    // three (BEGIN, the statement, COMMIT), which on a busy machine each wait
-    // for the backend to be scheduled. A transaction block is opened only when
-    // more must commit with it (tombstones for abandoned seqs), or for the
-    // fault points that need a moment between insert and commit.
-    const bool one_statement = abandoned_.empty() &&
-                               !fault::enabled(fault::Point::crash_after_insert) &&
-                               !fault::enabled(fault::Point::ack_before_commit);
-    std::optional<pqxx::nontransaction> autocommit;
-    std::optional<pqxx::work> block;
-    auto begin = [&]() -> pqxx::transaction_base& {
-      autocommit.reset();
-      block.reset();
-      if (one_statement) return autocommit.emplace(*pg_, "batch");
-      return block.emplace(*pg_, "batch");
-    };
-    pqxx::transaction_base* tx = &begin();
-    pqxx::result r;
-    try {
-      r = tx->exec_prepared(kInsertBatch, args[0], args[1], args[2], args[3], args[4], args[5],
-                            args[6]);
-    } catch (const pqxx::sql_error& e) {
-      if (e.sqlstate() != kResendInBatch) throw;
-      // Nothing of the batch was stored. Again, with only the new sends
-      // taking seqs (from each range's first).
-      checked_batches_.fetch_add(1, std::memory_order_relaxed);
-      std::fill(took.begin(), took.end(), slots.size());
-      for (Range& range : ranges_) range.used = 0;
-      for (std::size_t i : unique) slots[i].seq = 0;
-      fault::at_stage(options_.stage_hook, fault::Stage::before_checked);
-      tx = &begin();
-      r = tx->exec_params(kInsertCheckedSql, args[0], args[1], args[2], args[3], args[4], args[5],
-                          args[6]);
-      for (const auto& row : r) {
-        if (row[0].is_null()) continue;
-        const auto i = row[0].as<std::size_t>();
-        Slot& s = slots[i];
-        s.seq = row[1].as<std::int64_t>();
-        take(i);
-      }
-    }
-    // The messages stored, matched to their sends by (receiver, seq).
-    std::unordered_map<std::string_view, std::size_t> range_of;
-    for (std::size_t k = 0; k < ranges_.size(); ++k) range_of.emplace(ranges_[k].owner, k);
-    for (const auto& row : r) {
-      if (!row[0].is_null()) continue;
-      const std::size_t k = range_of.at(std::string_view(row[3].c_str(), row[3].size()));
-      Slot& s = slots.at(took.at(base[k] + static_cast<std::size_t>(row[1].as<std::int64_t>() - ranges_[k].first)));
-      s.status = {};
-      s.stored_id = row[2].as<std::int64_t>();
-      s.ack = {s.stored_id, s.cmd->received_at_us, s.seq, false};
-    }
-    // A seq whose send stored nothing lost its key to a concurrent writer:
-    // no message will ever take it, so it is tombstoned after the commit.
-    for (std::size_t i : unique) {
-      const Slot& s = slots[i];
-      if (s.seq != 0 && s.stored_id == 0) lost_.emplace_back(s.cmd->receiver, s.seq);
-    }
-    // Every send that stored nothing is a resend: answer it from the stored message.
-    PgArray dup_ord, dup_sender, dup_cmid;
-    bool any_dup = false;
-    for (std::size_t i : unique) {
-      Slot& s = slots[i];
-      if (s.stored_id != 0) continue;
-      dup_ord.add(static_cast<std::int64_t>(i));
-      dup_sender.add(s.cmd->sender);
-      dup_cmid.add(static_cast<std::int64_t>(s.cmd->client_msg_id));
-      any_dup = true;
-    }
-    if (any_dup) {
-      const pqxx::result d = tx->exec_prepared(kFindExisting, std::move(dup_ord).str(),
-                                              std::move(dup_sender).str(),
-                                              std::move(dup_cmid).str());
-      for (const auto& row : d) {
-        Slot& s = slots[row[0].as<std::size_t>()];
-        s.ack = {row[1].as<std::int64_t>(), row[4].as<std::int64_t>(), row[5].as<std::int64_t>(),
-                 true};
-        if (row[2].as<std::string>() != s.cmd->receiver || row[3].as<std::string>() != s.cmd->body) {
-          s.status = {StoreCode::conflict, "client_msg_id already used for a different message"};
-        } else {
-          s.status = {};
-        }
-      }
-    }
-    fault::maybe_crash(fault::Point::crash_after_insert);
-    if (fault::fires(fault::Point::ack_before_commit)) {
-      // Negative control: acknowledge, then let the transaction roll back.
-      for (std::size_t i : unique) {
-        Slot& s = slots[i];
-        if (!s.status.ok() || !s.cmd->done) continue;
-        s.cmd->done(s.status, s.ack);
-        s.cmd->done = nullptr;
-      }
-      abandon_ranges();
-      return {StoreCode::unavailable, "fault point ack_before_commit"};
-    }
-    if (!abandoned_.empty()) {
-      PgArray owners, seqs;
-      for (const auto& [o, s] : abandoned_) {
-        owners.add(o);
-        seqs.add(s);
-      }
-      tx->exec_prepared(kTombstone, std::move(owners).str(), std::move(seqs).str());
-    }
-    fault::at_stage(options_.stage_hook, fault::Stage::before_commit);
-    tx->commit();
-    fault::maybe_crash(fault::Point::crash_after_commit);
-    abandoned_.clear();
-    return {};
-  } catch (const pqxx::unique_violation& e) {
-    // An (owner, seq) was taken: the Redis counter is behind PostgreSQL (or a
-    // reader tombstoned a seq we were slow to write). Abandon this attempt's
-    // seqs and raise every counter of the batch above the stored maximum.
-    logs::pg().warn("seq collision, retrying batch: {}", e.what());
-    last_conflict_ = Conflict::seq_collision;
-    abandon_ranges();
-    try {
-      PgArray names;
-      std::unordered_map<std::string_view, bool> seen;
-      for (std::size_t i : unique) {
-        if (seen.try_emplace(slots[i].cmd->receiver, true).second) names.add(slots[i].cmd->receiver);
-      }
-      pqxx::nontransaction tx(*pg_);
-      const pqxx::result r = tx.exec_prepared(kMaxSeq, std::move(names).str());
-      for (const auto& row : r) {
-        if (!row[1].is_null()) seqs_.raise_floor(row[0].as<std::string>(), row[1].as<std::int64_t>());
-      }
-    } catch (const RedisError& re) {
-      return {StoreCode::unavailable, re.what()};
-    } catch (...) {
-      pg_.reset();
-      return classify_pg_exception(std::current_exception());
-    }
-    return {StoreCode::conflict, "seq collision"};
-  } catch (const pqxx::deadlock_detected& e) {
-    // Two batches inserting the same (sender, client_msg_id) keys in opposite
-    // orders (a key reused for receivers in two lanes or two processes) wait
-    // for each other; PostgreSQL rolls one back. Nothing of it was stored:
-    // abandon its seqs and write it again (the new attempt waits for the other
-    // batch's keys like any insert, then finds them taken or free).
-    logs::pg().warn("batch rolled back by a deadlock, retrying: {}", e.what());
-    last_conflict_ = Conflict::deadlock;
-    abandon_ranges();
-    return {StoreCode::conflict, "deadlock"};
-  } catch (...) {
-    // The transaction rolled back (or its outcome is unknown): its seqs are
-    // abandoned. Tombstoning them later is safe either way: ON CONFLICT DO
-    // NOTHING leaves a committed message in place.
-    abandon_ranges();
-    StoreStatus st = classify_pg_exception(std::current_exception());
-    if (st.code == StoreCode::unavailable) pg_.reset();
-    return st;
+    // Someone allocated above the range (another process): its unused seqs
+    // would be a gap below their messages. Tombstone them now.
+    seqs_tombstoned_.fetch_add(unused, std::memory_order_relaxed);
+    for (std::int64_t s = to[j] + 1; s <= from[j]; ++s) abandoned_.emplace_back(owners[j], s);
   }
 }
 

@@ -40,8 +40,12 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -80,7 +84,7 @@ struct WriterStats {
   /// send lost its key to a concurrent writer.
   std::uint64_t seqs_tombstoned = 0;
   /// Attempts whose optimistic statement found a send already stored and
-  /// that were written again with the existence check (kInsertCheckedSql).
+  /// that were written again with the existence check (writer_sql::kInsertCheckedSql).
   std::uint64_t checked_batches = 0;
 
   WriterStats& operator+=(const WriterStats& o);
@@ -125,16 +129,60 @@ class GroupCommitWriter final : public MessageWriter {
   WriterStats stats() const;
 
  private:
-  struct Slot;  // one send of a batch, with its allocated seq and result
+  struct Slot;              // one send of a batch, with its allocated seq and result
+  class SeqTakers;          // which send took each seq of an attempt's ranges
+  class BatchTransaction;   // the attempt's statements: one autocommitted, or a block
+  struct StatementArgs;     // the batch's sends as the statements' seven arrays
+  /// Where an attempt failed, which recover() needs to know what it means.
+  enum class Step { plan_seqs, write };
+
   void run();
   void process(std::vector<SendCommand>& batch);
-  StoreStatus write_batch(std::vector<Slot>& slots, const std::vector<std::size_t>& unique);
   bool ensure_pg(StoreStatus& status);
-  void allocate_seqs(std::vector<Slot>& slots, const std::vector<std::size_t>& unique);
+  /// One attempt at the batch: plan seqs, insert, answer resends, commit.
+  /// Every failure goes through recover(); a `conflict` is worth retrying.
+  StoreStatus write_batch(std::vector<Slot>& slots, const std::vector<std::size_t>& unique);
+
+  // Planning seqs: ranges_ from Redis, raised above PostgreSQL's MAX(seq)
+  // where Redis has lost a counter.
+  void plan_seqs(std::vector<Slot>& slots, const std::vector<std::size_t>& unique);
+  void raise_fresh_counters(const std::vector<std::string>& owners,
+                            const std::vector<std::int64_t>& counts, std::vector<std::int64_t>& last);
+  /// After a seq collision: every counter of the batch above its inbox's MAX(seq).
+  void raise_counters_above_stored(const std::vector<Slot>& slots,
+                                   const std::vector<std::size_t>& unique);
+  /// Each owner's MAX(seq) in PostgreSQL, in the given order (none: an empty inbox).
+  std::vector<std::optional<std::int64_t>> stored_max_seqs(std::span<const std::string_view> owners);
+
+  // Writing: the steps of write_batch after the seqs are planned.
+  bool fits_one_statement() const;
+  /// Numbers the sends and writes them: the optimistic statement, or the
+  /// checked one once it met a stored key. Returns the statement's rows.
+  pqxx::result insert(BatchTransaction& tx, std::vector<Slot>& slots,
+                      const std::vector<std::size_t>& unique, SeqTakers& takers);
+  /// The sends as $1..$7; sets each slot's stored_cmid.
+  StatementArgs statement_args(std::vector<Slot>& slots, const std::vector<std::size_t>& unique);
+  /// Each stored message to its send; a seq whose send stored nothing to lost_.
+  void match_stored(const pqxx::result& rows, std::vector<Slot>& slots,
+                    const std::vector<std::size_t>& unique, const SeqTakers& takers);
+  /// Sends that stored nothing: the stored message's ack, or conflict for a reused key.
+  void answer_resends(pqxx::transaction_base& tx, std::vector<Slot>& slots,
+                      const std::vector<std::size_t>& unique);
+  /// Negative control (fault point ack_before_commit): acks, then rolls back.
+  StoreStatus ack_then_roll_back(std::vector<Slot>& slots, const std::vector<std::size_t>& unique);
+  /// Writes abandoned_ as tombstones in `tx`; the caller clears it once tx commits.
+  void tombstone_abandoned(pqxx::transaction_base& tx);
+
+  /// What a failed attempt means: a retry (conflict) or the batch's status.
+  StoreStatus recover(Step step, const std::exception_ptr& error, const std::vector<Slot>& slots,
+                      const std::vector<std::size_t>& unique);
+
   static std::shared_ptr<const CommittedBatch> committed_batch(std::vector<Slot>& slots,
                                                                const std::vector<std::size_t>& unique);
   /// After a commit: gives back (or tombstones) the seqs no send took.
   void release_unused();
+  /// The unused tops of ranges_ back to Redis; what cannot go back, to abandoned_.
+  void give_back_unused();
   /// After a failed attempt: every seq it allocated is abandoned.
   void abandon_ranges();
 

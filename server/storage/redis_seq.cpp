@@ -106,6 +106,22 @@ redisContext* RedisSeqAllocator::context() {
   return ctx_.get();
 }
 
+void RedisSeqAllocator::fail(const std::string& why) {
+  reset();
+  throw RedisError(why);
+}
+
+template <class Take>
+void RedisSeqAllocator::read_replies(redisContext* c, std::size_t count, Take take) {
+  // Read every reply even after an error so the connection stays in sync.
+  for (std::size_t i = 0; i < count; ++i) {
+    void* raw = nullptr;
+    if (redisGetReply(c, &raw) != REDIS_OK) fail(std::string("redis: ") + c->errstr);
+    const Reply r(static_cast<redisReply*>(raw));
+    take(i, *r);
+  }
+}
+
 void RedisSeqAllocator::allocate(std::span<const std::string> owners,
                                  std::span<const std::int64_t> counts,
                                  std::vector<std::int64_t>& last) {
@@ -117,27 +133,18 @@ void RedisSeqAllocator::allocate(std::span<const std::string> owners,
     key.assign(kSeqKeyPrefix).append(owners[i]);
     if (redisAppendCommand(c, "INCRBY %b %lld", key.data(), key.size(),
                            static_cast<long long>(counts[i])) != REDIS_OK) {
-      reset();
-      throw RedisError("redis: cannot queue INCRBY");
+      fail("redis: cannot queue INCRBY");
     }
   }
-  // Read every reply even after an error so the connection stays in sync.
   std::string error;
-  for (std::size_t i = 0; i < owners.size(); ++i) {
-    void* raw = nullptr;
-    if (redisGetReply(c, &raw) != REDIS_OK) {
-      const std::string why = c->errstr;
-      reset();
-      throw RedisError("redis: " + why);
-    }
-    Reply r(static_cast<redisReply*>(raw));
-    if (r->type == REDIS_REPLY_INTEGER) {
-      last.push_back(r->integer);
+  read_replies(c, owners.size(), [&](std::size_t, const redisReply& r) {
+    if (r.type == REDIS_REPLY_INTEGER) {
+      last.push_back(r.integer);
     } else {
-      if (error.empty()) error = r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply type";
+      if (error.empty()) error = r.type == REDIS_REPLY_ERROR ? r.str : "unexpected reply type";
       last.push_back(0);
     }
-  }
+  });
   if (!error.empty()) throw RedisError("redis: INCRBY: " + error);
 }
 
@@ -147,14 +154,9 @@ void RedisSeqAllocator::raise_floor(const std::string& owner, std::int64_t floor
   const std::string arg = std::to_string(floor);
   Reply r(static_cast<redisReply*>(redisCommand(c, "EVAL %s 1 %b %b", kRaiseFloorScript,
                                                 key.data(), key.size(), arg.data(), arg.size())));
-  if (!r) {
-    const std::string why = c->errstr;
-    reset();
-    throw RedisError("redis: " + why);
-  }
+  if (!r) fail(std::string("redis: ") + c->errstr);
   if (r->type == REDIS_REPLY_ERROR) throw RedisError(std::string("redis: EVAL: ") + r->str);
 }
-
 
 void RedisSeqAllocator::give_back(std::span<const std::string> owners,
                                   std::span<const std::int64_t> from,
@@ -167,20 +169,12 @@ void RedisSeqAllocator::give_back(std::span<const std::string> owners,
     const std::string a = std::to_string(from[i]), b = std::to_string(to[i]);
     if (redisAppendCommand(c, "EVAL %s 1 %b %b %b", kGiveBackScript, key.data(), key.size(),
                            a.data(), a.size(), b.data(), b.size()) != REDIS_OK) {
-      reset();
-      throw RedisError("redis: cannot queue EVAL");
+      fail("redis: cannot queue EVAL");
     }
   }
-  for (std::size_t i = 0; i < owners.size(); ++i) {
-    void* raw = nullptr;
-    if (redisGetReply(c, &raw) != REDIS_OK) {
-      const std::string why = c->errstr;
-      reset();
-      throw RedisError("redis: " + why);
-    }
-    Reply r(static_cast<redisReply*>(raw));
-    given[i] = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
-  }
+  read_replies(c, owners.size(), [&](std::size_t i, const redisReply& r) {
+    given[i] = r.type == REDIS_REPLY_INTEGER && r.integer == 1;
+  });
 }
 
 }  // namespace im::server

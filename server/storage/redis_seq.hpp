@@ -62,6 +62,12 @@ class RedisSeqAllocator {
 
  private:
   redisContext* context();
+  /// Drops the connection (its state is unknown) and throws RedisError(why).
+  [[noreturn]] void fail(const std::string& why);
+  /// Reads the replies to `count` pipelined commands, in order, as
+  /// take(i, reply); fail()s if the connection breaks.
+  template <class Take>
+  void read_replies(redisContext* c, std::size_t count, Take take);
 
   RedisEndpoint endpoint_;
   std::chrono::milliseconds timeout_;
