@@ -1,6 +1,8 @@
 #include "server/app/config.hpp"
 
+#include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <cstdlib>
 #include <cmath>
 #include <iostream>
@@ -10,14 +12,30 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
-#include "protocol/frame_codec.hpp"
+#include "server/net/listener.hpp"
+#include "server/net/session.hpp"
 #include "server/net/tls_context.hpp"
+#include "server/service/service.hpp"
+#include "server/storage/group_commit_writer.hpp"
+#include "server/storage/pg_account_store.hpp"
+#include "server/storage/pg_reader_pool.hpp"
+#include "server/storage/redis_seq.hpp"
 
 namespace im::server {
 namespace {
 
 void require(bool ok, const std::string& message) {
   if (!ok) throw std::invalid_argument(message);
+}
+
+// A Pull or History without a limit gets this many messages (or
+// --max-pull-limit, if smaller); not a setting of its own.
+constexpr std::uint32_t kDefaultPullLimit = 100;
+
+PgSessionOptions pg_session(const Config& c) {
+  PgSessionOptions pg;
+  pg.url = c.pg_url;
+  return pg;
 }
 
 }  // namespace
@@ -68,8 +86,9 @@ void validate(Config& c) {
   require(c.gap_fill_ms >= 10, "--gap-fill-ms must be at least 10");
   require(c.pg_pool >= 1 && c.pg_pool <= 256, "--pg-pool must be 1-256");
   require(c.pg_writers >= 1 && c.pg_writers <= 16, "--pg-writers must be 1-16");
-  require(c.max_connections >= 1 && c.max_connections <= 10000000,
-          "--max-connections must be 1-10000000");
+  require(c.max_connections <= kMaxConnectionsCeiling,
+          "--max-connections must be 0-" + std::to_string(kMaxConnectionsCeiling) +
+              " (0: automatic, from the open-file limit)");
   require(c.max_connections_per_ip <= 10000000,
           "--max-connections-per-ip must be 0-10000000 (0: no per-address cap)");
   require(c.handshake_timeout_ms <= 3600000, "--handshake-timeout-ms must be 0-3600000");
@@ -110,6 +129,95 @@ void validate(Config& c) {
   if (!c.tls_cert.empty()) make_server_tls_context(c.tls_cert, c.tls_key);  // throws naming the file
 }
 
+ServiceLimits service_limits(const Config& c) {
+  ServiceLimits l;
+  l.max_frame_bytes = c.max_frame_bytes;
+  l.max_body_bytes = c.max_body_bytes;
+  l.max_pull_limit = c.max_pull_limit;
+  l.default_pull_limit = std::min(kDefaultPullLimit, c.max_pull_limit);
+  l.max_wait_ms = c.max_wait_ms;
+  // No page bigger than the largest frame, so every response can be sent.
+  l.max_page_bytes = c.max_frame_bytes;
+  l.max_reads_per_connection = c.max_reads_per_connection;
+  l.max_response_bytes = static_cast<std::size_t>(c.max_response_bytes);
+  l.idle_timeout_ms = c.idle_timeout_ms;  // announced in Welcome
+  l.send_rate = c.send_rate;
+  l.send_burst = c.send_burst;
+  return l;
+}
+
+ServiceAuth service_auth(const Config& c) {
+  ServiceAuth a;
+  a.keys = c.keys.get();
+  a.registration_open = c.registration == "open";
+  a.login_token_ttl = std::chrono::seconds(c.login_token_ttl_s);
+  return a;
+}
+
+SessionLimits session_limits(const Config& c) {
+  SessionLimits l;
+  l.max_frame_bytes = c.max_frame_bytes;
+  l.handshake_timeout = std::chrono::milliseconds(c.handshake_timeout_ms);
+  l.frame_timeout = std::chrono::milliseconds(c.frame_timeout_ms);
+  l.idle_timeout = std::chrono::milliseconds(c.idle_timeout_ms);
+  l.write_timeout = std::chrono::milliseconds(c.write_timeout_ms);
+  return l;
+}
+
+ListenerLimits listener_limits(const Config& c, std::uint64_t open_file_limit) {
+  ListenerLimits l;
+  l.session = session_limits(c);
+  l.max_connections = c.max_connections != 0
+                          ? c.max_connections
+                          : static_cast<std::size_t>(
+                                auto_max_connections(open_file_limit, reserved_descriptors(c)));
+  l.max_connections_per_address = c.max_connections_per_ip;
+  return l;
+}
+
+GroupCommitOptions writer_options(const Config& c) {
+  GroupCommitOptions w;
+  w.pg = pg_session(c);
+  w.redis = parse_redis_url(c.redis_url);
+  w.batch_max = c.batch_max;
+  w.batch_delay = std::chrono::microseconds(c.batch_delay_us);
+  w.queue_capacity = c.queue_capacity;
+  return w;
+}
+
+ReaderPoolOptions reader_options(const Config& c) {
+  ReaderPoolOptions r;
+  r.pg = pg_session(c);
+  r.threads = c.pg_pool;
+  r.gap_fill = std::chrono::milliseconds(c.gap_fill_ms);
+  return r;
+}
+
+AccountStoreOptions account_options(const Config& c) {
+  AccountStoreOptions a;
+  a.pg = pg_session(c);
+  a.threads = c.auth_threads;
+  return a;
+}
+
+std::uint64_t reserved_descriptors(const Config& c) {
+  // Besides its connections the process holds: two descriptors per PostgreSQL
+  // connection of the read pool and of the writer lanes (a lane holds a Redis
+  // connection too; a reconnect briefly holds the old and the new socket), one
+  // per I/O thread (its epoll), and a margin of 64 for the listener, the
+  // commit bus, the password-hashing pool, the migration connection, log
+  // files and libraries.
+  return 64 + 2ull * (c.pg_pool + c.pg_writers) + c.threads;
+}
+
+std::uint64_t auto_max_connections(std::uint64_t open_file_limit, std::uint64_t reserved) {
+  // At least one even when the limit leaves no room (the server warns then);
+  // at most the ceiling of an explicit value, so that an unlimited
+  // RLIMIT_NOFILE does not make the cap meaningless.
+  if (open_file_limit <= reserved) return 1;
+  return std::min<std::uint64_t>(open_file_limit - reserved, kMaxConnectionsCeiling);
+}
+
 std::string describe(const Config& c) {
   return fmt::format(
       "listen={} pg_url={} redis_url={} threads={} batch_max={} batch_delay_us={} pg_writers={} "
@@ -121,7 +229,8 @@ std::string describe(const Config& c) {
       c.listen, mask_url_password(c.pg_url), mask_url_password(c.redis_url), c.threads,
       c.batch_max, c.batch_delay_us, c.pg_writers, c.queue_capacity, c.max_frame_bytes, c.max_body_bytes,
       c.max_pull_limit, c.max_wait_ms, c.gap_fill_ms, c.pg_pool, c.drain_timeout_ms,
-      c.max_connections, c.max_connections_per_ip, c.handshake_timeout_ms, c.frame_timeout_ms,
+      c.max_connections == 0 ? std::string("auto") : std::to_string(c.max_connections),
+      c.max_connections_per_ip, c.handshake_timeout_ms, c.frame_timeout_ms,
       c.idle_timeout_ms, c.write_timeout_ms, c.max_reads_per_connection, c.max_response_bytes,
       c.send_rate, c.send_burst, c.auth,
       c.keys ? fmt::format(" ({} key(s), signing with '{}')", c.keys->keys().size(),
@@ -158,8 +267,9 @@ ParseResult parse_config(int argc, char** argv, Config& c) {
   opt("--drain-timeout-ms", c.drain_timeout_ms, "IM_DRAIN_TIMEOUT_MS",
       "on SIGINT/SIGTERM, longest wait for in-flight requests");
   opt("--max-connections", c.max_connections, "IM_MAX_CONNECTIONS",
-      "open connections at most; above it a new connection gets Error{busy} and is closed "
-      "(the open-file limit is raised to its hard limit at start-up)");
+      "open connections at most; above it a new connection gets Error{busy} and is closed. "
+      "The open-file limit is raised to its hard limit at start-up; 0: automatic, that limit "
+      "minus the descriptors the server keeps for itself (logged at start-up)");
   opt("--max-connections-per-ip", c.max_connections_per_ip, "IM_MAX_CONNECTIONS_PER_IP",
       "open connections per source address at most (0: no cap; behind a proxy every client "
       "shares its address); above it a new connection gets Error{busy} and is closed");

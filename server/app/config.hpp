@@ -2,14 +2,38 @@
 // Config: every im-server setting, with defaults, filled from command-line
 // flags and then the matching IM_* environment variables (a flag wins), and
 // validated once at start-up.
+//
+// One source for every setting: the defaults live here and nowhere else. The
+// option structs the components take are derived from a Config by the
+// functions below (service_limits(), listener_limits(), writer_options(), ...,
+// in config.cpp beside validate()). Those structs' own initializers for the
+// fields derived here are neutral (0, off, empty) rather than a second
+// default that could drift from this one; a component built without going
+// through Config shows it at once (a writer with no queue, a session that
+// takes no frame). What has no setting here (statement timeouts, pool queue
+// sizes, ...) keeps its one default in its component's struct. Tests that
+// build a component start from e.g. service_limits(Config{}) and override what
+// they test.
 
 #include <cstdint>
 #include <memory>
 #include <string>
 
 #include "auth/token.hpp"
+#include "protocol/frame_codec.hpp"
 
 namespace im::server {
+
+struct ServiceLimits;
+struct ServiceAuth;
+struct SessionLimits;
+struct ListenerLimits;
+struct GroupCommitOptions;
+struct ReaderPoolOptions;
+struct AccountStoreOptions;
+
+/// The largest --max-connections, and the most the automatic cap picks.
+inline constexpr std::uint32_t kMaxConnectionsCeiling = 10000000;
 
 struct Config {
   std::string listen = "127.0.0.1:7400";
@@ -20,7 +44,7 @@ struct Config {
   std::uint32_t batch_delay_us = 200;
   std::uint32_t pg_writers = 1;
   std::uint32_t queue_capacity = 65536;
-  std::uint32_t max_frame_bytes = 1u << 20;
+  std::uint32_t max_frame_bytes = protocol::kDefaultMaxFrameBytes;
   std::uint32_t max_body_bytes = 64 * 1024;
   std::uint32_t max_pull_limit = 1000;
   std::uint32_t max_wait_ms = 60000;
@@ -28,7 +52,10 @@ struct Config {
   std::uint32_t pg_pool = 4;
   std::uint32_t drain_timeout_ms = 10000;
   // Connection limits and deadlines (0 turns a deadline or the per-address cap off).
-  std::uint32_t max_connections = 50000;
+  // max_connections 0: automatic, whatever the open-file limit leaves after
+  // the process's own descriptors (listener_limits()), so that a default start
+  // fits whatever limit the machine has.
+  std::uint32_t max_connections = 0;
   std::uint32_t max_connections_per_ip = 1000;
   std::uint32_t handshake_timeout_ms = 10000;
   std::uint32_t frame_timeout_ms = 10000;
@@ -78,6 +105,30 @@ ParseResult parse_config(int argc, char** argv, Config& config);
 /// the derived fields; throws std::invalid_argument with a message naming the
 /// setting.
 void validate(Config& config);
+
+// Derived settings: what each component takes, from a validated Config (or
+// Config{} in tests, where fields validate() fills are unused).
+
+/// The service's limits; the default page size is 100 messages or
+/// --max-pull-limit if smaller, and a page's bytes are capped at a frame.
+ServiceLimits service_limits(const Config& config);
+/// Keys, registration and token lifetime; `accounts` is left to the caller,
+/// which owns the account store.
+ServiceAuth service_auth(const Config& config);
+SessionLimits session_limits(const Config& config);
+/// `open_file_limit`: the soft RLIMIT_NOFILE in force (after raise_fd_limit());
+/// it sets the connection cap when --max-connections is 0.
+ListenerLimits listener_limits(const Config& config, std::uint64_t open_file_limit);
+/// One writer lane's options (ShardedWriter takes --pg-writers lanes of them).
+GroupCommitOptions writer_options(const Config& config);
+ReaderPoolOptions reader_options(const Config& config);
+AccountStoreOptions account_options(const Config& config);
+
+/// Descriptors the process keeps open besides its connections.
+std::uint64_t reserved_descriptors(const Config& config);
+/// The cap --max-connections 0 picks: the open files left after `reserved`,
+/// at least 1, at most kMaxConnectionsCeiling.
+std::uint64_t auto_max_connections(std::uint64_t open_file_limit, std::uint64_t reserved);
 
 /// One line with the effective configuration, secrets (passwords) masked.
 std::string describe(const Config& config);

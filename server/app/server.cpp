@@ -41,7 +41,6 @@ void Server::start() {
 
   // Migrate first: a server that cannot reach its database should say so now.
   // Retried briefly so that `docker compose up` and scripts may start us first.
-  PgSessionOptions pg{config_.pg_url};
   for (int attempt = 1;; ++attempt) {
     try {
       pqxx::connection conn(config_.pg_url);
@@ -59,51 +58,26 @@ void Server::start() {
   }
 
   waiters_ = std::make_unique<Waiters>();
-  GroupCommitOptions wopt;
-  wopt.pg = pg;
-  wopt.redis = parse_redis_url(config_.redis_url);
-  wopt.batch_max = config_.batch_max;
-  wopt.batch_delay = std::chrono::microseconds(config_.batch_delay_us);
-  wopt.queue_capacity = config_.queue_capacity;
+  // Every component's options come from Config through the functions beside
+  // validate() (config.cpp), which is where the defaults live.
+  const GroupCommitOptions wopt = writer_options(config_);
   // Commits wake long polls here at once and, through Redis, in every other
   // im-server process sharing this database.
   bus_ = std::make_unique<RedisCommitBus>(wopt.redis, *waiters_);
   writer_ = std::make_unique<ShardedWriter>(wopt, config_.pg_writers, *bus_);
 
-  ReaderPoolOptions ropt;
-  ropt.pg = pg;
-  ropt.threads = config_.pg_pool;
-  ropt.gap_fill = std::chrono::milliseconds(config_.gap_fill_ms);
-  reader_ = std::make_unique<PgReaderPool>(ropt);
+  reader_ = std::make_unique<PgReaderPool>(reader_options(config_));
 
-  ServiceLimits limits;
-  limits.max_frame_bytes = config_.max_frame_bytes;
-  limits.max_body_bytes = config_.max_body_bytes;
-  limits.max_pull_limit = config_.max_pull_limit;
-  limits.default_pull_limit = std::min<std::uint32_t>(100, config_.max_pull_limit);
-  limits.max_wait_ms = config_.max_wait_ms;
-  limits.send_rate = config_.send_rate;
-  limits.send_burst = config_.send_burst;
-  limits.idle_timeout_ms = config_.idle_timeout_ms;
-  limits.max_page_bytes = config_.max_frame_bytes;
-  limits.max_reads_per_connection = config_.max_reads_per_connection;
-  limits.max_response_bytes = static_cast<std::size_t>(config_.max_response_bytes);
-  ServiceAuth auth;
+  ServiceAuth auth = service_auth(config_);
   if (config_.keys) {
-    AccountStoreOptions aopt;
-    aopt.pg = pg;
-    aopt.threads = config_.auth_threads;
-    accounts_ = std::make_unique<PgAccountStore>(aopt);
-    auth.keys = config_.keys.get();
+    accounts_ = std::make_unique<PgAccountStore>(account_options(config_));
     auth.accounts = accounts_.get();
-    auth.registration_open = config_.registration == "open";
-    auth.login_token_ttl = std::chrono::seconds(config_.login_token_ttl_s);
   } else {
     log.warn("--auth none: Hello's user is taken on trust, anyone can act as anyone; "
               "for development only");
   }
-  service_ = std::make_unique<Service>(limits, *writer_, *reader_, *waiters_, config_.server_name,
-                                       auth);
+  service_ = std::make_unique<Service>(service_limits(config_), *writer_, *reader_, *waiters_,
+                                       config_.server_name, auth);
 
   std::vector<asio::io_context*> contexts;
   for (unsigned i = 0; i < config_.threads; ++i) {
@@ -111,23 +85,29 @@ void Server::start() {
     work_.push_back(asio::make_work_guard(*io_.back()));
     contexts.push_back(io_.back().get());
   }
-  ListenerLimits nlimits;
-  nlimits.session.max_frame_bytes = config_.max_frame_bytes;
-  nlimits.session.handshake_timeout = std::chrono::milliseconds(config_.handshake_timeout_ms);
-  nlimits.session.frame_timeout = std::chrono::milliseconds(config_.frame_timeout_ms);
-  nlimits.session.idle_timeout = std::chrono::milliseconds(config_.idle_timeout_ms);
-  nlimits.session.write_timeout = std::chrono::milliseconds(config_.write_timeout_ms);
-  nlimits.max_connections = config_.max_connections;
-  nlimits.max_connections_per_address = config_.max_connections_per_ip;
-  // Every connection is a descriptor: make room, and say so if there is not enough.
+  // Every connection is a descriptor: make room first, since the default cap
+  // (--max-connections 0) is what the limit leaves after our own descriptors.
   const FdLimit fds = raise_fd_limit();
-  const std::uint64_t reserved = 64 + 2ull * (config_.pg_pool + config_.pg_writers) + config_.threads;
+  const std::uint64_t reserved = reserved_descriptors(config_);
+  const ListenerLimits nlimits = listener_limits(config_, fds.soft);
   log.info("open-file limit {} (hard {}{})", fds.soft, fds.hard, fds.raised ? ", raised" : "");
-  if (fds.soft < config_.max_connections + reserved) {
-    log.warn("--max-connections {} needs about {} open files but the limit is {}: accept fails "
-              "(EMFILE) beyond about {} connections; raise the hard limit (ulimit -Hn, LimitNOFILE=)",
-              config_.max_connections, config_.max_connections + reserved, fds.soft,
-              fds.soft > reserved ? fds.soft - reserved : 0);
+  if (config_.max_connections == 0) {
+    log.info("connection cap {} (automatic: the open-file limit minus {} descriptors kept for "
+             "PostgreSQL, Redis, the listener and the threads)",
+             nlimits.max_connections, reserved);
+  } else {
+    log.info("connection cap {} (--max-connections)", nlimits.max_connections);
+  }
+  // An explicit cap may not fit; the automatic one fits by construction
+  // unless the limit leaves no room at all.
+  if (fds.soft < nlimits.max_connections + reserved) {
+    const std::string cap = config_.max_connections == 0
+                                ? std::string("the connection cap")
+                                : "--max-connections " + std::to_string(config_.max_connections);
+    log.warn("{} needs about {} open files but the limit is {}: accept fails (EMFILE) beyond "
+             "about {} connections; raise the hard limit (ulimit -Hn, LimitNOFILE=)",
+             cap, nlimits.max_connections + reserved, fds.soft,
+             fds.soft > reserved ? fds.soft - reserved : 0);
   }
   const asio::ip::tcp::endpoint endpoint(asio::ip::make_address(config_.listen_host),
                                          config_.listen_port);

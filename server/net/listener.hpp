@@ -32,10 +32,11 @@
 
 namespace im::server {
 
+// From listener_limits(Config, open-file limit) (server/app/config.hpp).
 struct ListenerLimits {
   SessionLimits session;
-  std::size_t max_connections = 50000;
-  std::size_t max_connections_per_address = 1000;  // 0: no per-address cap
+  std::size_t max_connections = 0;
+  std::size_t max_connections_per_address = 0;  // 0: no per-address cap
 };
 
 class Listener {

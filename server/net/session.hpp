@@ -75,16 +75,18 @@
 
 namespace im::server {
 
+// Neutral where Config sets the field: build it with session_limits(Config)
+// (server/app/config.hpp), which holds the defaults.
 struct SessionLimits {
-  std::uint32_t max_frame_bytes = protocol::kDefaultMaxFrameBytes;
+  std::uint32_t max_frame_bytes = 0;
   std::uint32_t max_frame_bytes_before_hello = 4096;
   std::size_t max_queued_bytes = 16u << 20;
   std::size_t max_inflight = 1024;
   protocol::VerifyLimits verify{};
-  std::chrono::milliseconds handshake_timeout{10000};  // 0: none
-  std::chrono::milliseconds frame_timeout{10000};      // 0: none
-  std::chrono::milliseconds idle_timeout{300000};      // 0: none
-  std::chrono::milliseconds write_timeout{60000};      // 0: none
+  std::chrono::milliseconds handshake_timeout{0};  // 0: none
+  std::chrono::milliseconds frame_timeout{0};      // 0: none
+  std::chrono::milliseconds idle_timeout{0};       // 0: none
+  std::chrono::milliseconds write_timeout{0};      // 0: none
 };
 
 class Session final : public Connection, public std::enable_shared_from_this<Session> {

@@ -28,21 +28,23 @@
 
 namespace im::server {
 
+// Neutral where Config sets the field: build it with service_limits(Config)
+// (server/app/config.hpp), which holds the defaults.
 struct ServiceLimits {
-  std::uint32_t max_frame_bytes = 1u << 20;
-  std::uint32_t max_body_bytes = 64 * 1024;
-  std::uint32_t max_pull_limit = 1000;
-  std::uint32_t default_pull_limit = 100;
-  std::uint32_t max_wait_ms = 60000;
+  std::uint32_t max_frame_bytes = 0;
+  std::uint32_t max_body_bytes = 0;
+  std::uint32_t max_pull_limit = 0;
+  std::uint32_t default_pull_limit = 0;
+  std::uint32_t max_wait_ms = 0;
   /// A Pull or History page is cut before the message that would take it past
   /// this many bytes (protocol::PageFill), so no response exceeds the largest
   /// frame. 0: no cap.
-  std::size_t max_page_bytes = 1u << 20;
+  std::size_t max_page_bytes = 0;
   /// Reads (Pull, History queries) running at once per connection; more wait.
-  std::size_t max_reads_per_connection = 8;
+  std::size_t max_reads_per_connection = 0;
   /// Bytes of responses being built or queued, all connections together;
   /// beyond it reads are answered busy. 0: no ceiling.
-  std::size_t max_response_bytes = 256u << 20;
+  std::size_t max_response_bytes = 0;
   /// Announced in Welcome (the session enforces it).
   std::uint32_t idle_timeout_ms = 0;
   /// While a gap is pending (another process has not committed yet), a long
@@ -55,7 +57,7 @@ struct ServiceLimits {
   std::uint32_t send_burst = 1;
 };
 
-/// Who may open a session, and password accounts.
+/// Who may open a session, and password accounts. From service_auth(Config).
 struct ServiceAuth {
   /// The keys Hello tokens must be signed with. Null: --auth none, a
   /// development mode where Hello's user is taken on trust.
@@ -63,8 +65,8 @@ struct ServiceAuth {
   /// Password accounts (Register, Login); null: not offered. Needs `keys` to
   /// sign the tokens it hands out.
   AccountStore* accounts = nullptr;
-  bool registration_open = true;
-  std::chrono::seconds login_token_ttl{86400};
+  bool registration_open = false;
+  std::chrono::seconds login_token_ttl{0};
   /// Register and Login attempts per user id: sustained per second, burst.
   double attempt_rate = 1.0;
   std::uint32_t attempt_burst = 10;

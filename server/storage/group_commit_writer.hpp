@@ -90,6 +90,8 @@ struct WriterStats {
   WriterStats& operator+=(const WriterStats& o);
 };
 
+// Neutral where Config sets the field: build it with writer_options(Config)
+// (server/app/config.hpp), which holds the defaults.
 struct GroupCommitOptions {
   /// The writer thread's name, also its PostgreSQL application_name
   /// ("im-server im-writer"); lanes of a ShardedWriter get "-0", "-1", ...
@@ -97,9 +99,9 @@ struct GroupCommitOptions {
   PgSessionOptions pg;
   RedisEndpoint redis;
   std::chrono::milliseconds redis_timeout{1000};
-  std::size_t batch_max = 1024;
-  std::chrono::microseconds batch_delay{200};
-  std::size_t queue_capacity = 65536;
+  std::size_t batch_max = 0;
+  std::chrono::microseconds batch_delay{0};
+  std::size_t queue_capacity = 0;
   /// Attempts for one batch when seqs collide (a Redis counter behind).
   int max_attempts = 4;
   /// Sends fail fast as unavailable while the backends are known to be down

@@ -18,9 +18,11 @@
 
 namespace im::server {
 
+// Neutral where Config sets the field: build it with account_options(Config)
+// (server/app/config.hpp), which holds the defaults.
 struct AccountStoreOptions {
   PgSessionOptions pg;
-  std::size_t threads = 1;
+  std::size_t threads = 0;
   std::size_t queue_capacity = 64;
 };
 

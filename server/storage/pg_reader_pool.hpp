@@ -24,11 +24,13 @@
 
 namespace im::server {
 
+// Neutral where Config sets the field: build it with reader_options(Config)
+// (server/app/config.hpp), which holds the defaults.
 struct ReaderPoolOptions {
   PgSessionOptions pg;
-  std::size_t threads = 4;
+  std::size_t threads = 0;
   std::size_t queue_capacity = 16384;
-  std::chrono::milliseconds gap_fill{2000};
+  std::chrono::milliseconds gap_fill{0};
 };
 
 /// Remembers when each inbox gap was first seen, to fill it once it is old.

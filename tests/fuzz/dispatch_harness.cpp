@@ -552,6 +552,11 @@ server::ServiceLimits dispatch_service_limits(std::uint8_t config) {
   // Long polls end by a commit or at the end of the script (shutdown), never
   // by the clock while a script runs.
   l.max_wait_ms = 60000;
+  // This harness cannot take service_limits(Config{}) (it builds without
+  // server/app), and ServiceLimits' own values are neutral: these are the
+  // page and response ceilings the committed corpus was made with.
+  l.max_page_bytes = 1u << 20;
+  l.max_response_bytes = 256u << 20;
   if ((config & kConfigRateLimit) != 0) {
     // A bucket of two that refills once in ~30 years: deterministic.
     l.send_rate = 1e-9;

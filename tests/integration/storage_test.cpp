@@ -46,13 +46,13 @@ struct Harness {
       pqxx::connection conn(test::pg_url());
       migrate(conn);
     }
-    GroupCommitOptions w;
+    GroupCommitOptions w = writer_options(Config{});
     w.pg.url = pg;
     w.redis = parse_redis_url(redis);
     w.batch_delay = batch_delay;
     writer = std::make_unique<ShardedWriter>(w, lanes, waiters);
     writer->start();
-    ReaderPoolOptions r;
+    ReaderPoolOptions r = reader_options(Config{});
     r.pg.url = pg;
     r.threads = 1;
     r.gap_fill = gap_fill;
@@ -276,7 +276,7 @@ TEST_CASE("a stuck writer answers busy when its queue is full and unavailable on
 
   logs::set_level("warn");
   Waiters waiters;
-  GroupCommitOptions w;
+  GroupCommitOptions w = writer_options(Config{});
   w.pg.url = "postgresql://im@127.0.0.1:" + std::to_string(port) + "/im?connect_timeout=2&sslmode=disable";
   w.redis = parse_redis_url(test::redis_url());
   w.batch_max = 2;

@@ -72,7 +72,7 @@ struct Writer {
       pqxx::connection conn(test::pg_url());
       migrate(conn);
     }
-    GroupCommitOptions w;
+    GroupCommitOptions w = writer_options(Config{});
     w.name = name;
     w.pg.url = test::pg_url();
     w.redis = parse_redis_url(redis_url_db(db));

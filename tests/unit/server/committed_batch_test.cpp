@@ -12,6 +12,7 @@
 #include <asio/io_context.hpp>
 
 #include "protocol/frames.hpp"
+#include "server/app/config.hpp"
 #include "server/service/committed_batch.hpp"
 #include "server/service/pull_operation.hpp"
 #include "server/service/service.hpp"
@@ -221,7 +222,7 @@ struct Rig {
   FakeReader reader;
   NoWriter writer;
   Waiters waiters;
-  ServiceLimits limits;
+  ServiceLimits limits = service_limits(Config{});
   std::unique_ptr<Service> service;
   std::shared_ptr<FakeConnection> conn = std::make_shared<FakeConnection>(io);
   Rig() {

@@ -104,7 +104,8 @@ TEST_CASE("redis URLs", "[unit][storage]") {
 TEST_CASE("limit flags: defaults, flags, environment and bad values", "[unit][config]") {
   Config d;
   REQUIRE(parse({}, d).action == ParseResult::Action::run);
-  CHECK(d.max_connections == 50000);
+  CHECK(d.max_connections == 0);  // automatic, from the open-file limit
+  CHECK(describe(d).find("max_connections=auto ") != std::string::npos);
   CHECK(d.max_connections_per_ip == 1000);
   CHECK(d.handshake_timeout_ms == 10000);
   CHECK(d.frame_timeout_ms == 10000);
@@ -124,6 +125,7 @@ TEST_CASE("limit flags: defaults, flags, environment and bad values", "[unit][co
   ::unsetenv("IM_SEND_RATE");
   ::unsetenv("IM_MAX_CONNECTIONS_PER_IP");
   CHECK(c.max_connections == 100);
+  CHECK(describe(c).find("max_connections=100 ") != std::string::npos);
   CHECK(c.max_connections_per_ip == 9);  // the flag wins
   CHECK(c.handshake_timeout_ms == 0);
   CHECK(c.frame_timeout_ms == 250);
@@ -133,7 +135,7 @@ TEST_CASE("limit flags: defaults, flags, environment and bad values", "[unit][co
   CHECK(describe(c).find("idle_timeout_ms=1234") != std::string::npos);
 
   for (const auto& args : std::vector<std::vector<std::string>>{
-           {"--max-connections", "0"},
+           {"--max-connections", "10000001"},
            {"--max-connections", "-1"},
            {"--max-connections-per-ip", "x"},
            {"--handshake-timeout-ms", "3600001"},

@@ -11,6 +11,7 @@
 #include <flatbuffers/flatbuffers.h>
 
 #include "protocol/frames.hpp"
+#include "server/app/config.hpp"
 #include "server/common/log.hpp"
 #include "server/service/dispatch.hpp"
 #include "server/service/service.hpp"
@@ -57,7 +58,7 @@ struct Rig {
   asio::io_context io;
   NoStore store;
   server::Waiters waiters;
-  server::Service service{server::ServiceLimits{}, store, store, waiters, "test", server::ServiceAuth{}};
+  server::Service service{server::service_limits(server::Config{}), store, store, waiters, "test", server::ServiceAuth{}};
   std::shared_ptr<test::FakeConnection> conn =
       std::make_shared<test::FakeConnection>(io.get_executor(), 1, &service);
 

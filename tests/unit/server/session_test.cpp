@@ -23,6 +23,7 @@
 #include <asio/post.hpp>
 
 #include "protocol/frames.hpp"
+#include "server/app/config.hpp"
 #include "server/common/log.hpp"
 #include "server/net/net_stats.hpp"
 #include "server/net/session.hpp"
@@ -191,7 +192,8 @@ struct Rig {
 };
 
 SessionLimits quick_limits() {
-  SessionLimits l;
+  // The server's defaults, without its deadlines (each test sets the one it checks).
+  SessionLimits l = server::session_limits(server::Config{});
   l.handshake_timeout = 0ms;
   l.frame_timeout = 0ms;
   l.idle_timeout = 0ms;

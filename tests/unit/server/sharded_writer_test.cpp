@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "server/app/config.hpp"
 #include "server/service/waiters.hpp"
 #include "server/storage/sharded_writer.hpp"
 #include "tests/support/writer_lanes.hpp"
@@ -57,7 +58,7 @@ int fill(im::server::ShardedWriter& writer, const std::string& receiver) {
 
 TEST_CASE("each lane queues its share of the queue capacity, at least one batch", "[unit][lanes]") {
   im::server::Waiters waiters;
-  im::server::GroupCommitOptions options;
+  im::server::GroupCommitOptions options = im::server::writer_options(im::server::Config{});
   options.batch_max = 2;
   SECTION("10 over 2 lanes: 5 each, and a full lane does not refuse the other's sends") {
     options.queue_capacity = 10;
