@@ -53,6 +53,10 @@ std::vector<std::string> format_stats(const ServerStats& s) {
       "publish_failures={}",
       b.subscriptions, b.subscriptions_lost, b.resyncs, b.remote_notifications, b.publish_failures));
   const auto& w = s.writer;
+  lines.push_back(fmt::format(
+      "stats: batches sends_p50<={} sends_p99<={} commit_p50_us<={} commit_p99_us<={}",
+      w.batch_sizes.quantile_bound(0.5), w.batch_sizes.quantile_bound(0.99),
+      w.commit_us.quantile_bound(0.5), w.commit_us.quantile_bound(0.99)));
   // One key=value line, names as in WriterStats: the fault tier greps it.
   lines.push_back(fmt::format(
       "writer stats: batches_committed={} batches_failed={} counter_raises={} "

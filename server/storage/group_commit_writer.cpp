@@ -31,6 +31,12 @@ WriterStats& WriterStats::operator+=(const WriterStats& o) {
   seqs_given_back += o.seqs_given_back;
   checked_batches += o.checked_batches;
   seqs_tombstoned += o.seqs_tombstoned;
+  for (std::size_t i = 0; i < Histogram::kBuckets; ++i) {
+    batch_sizes.counts[i] += o.batch_sizes.counts[i];
+    commit_us.counts[i] += o.commit_us.counts[i];
+  }
+  batch_sizes.sum += o.batch_sizes.sum;
+  commit_us.sum += o.commit_us.sum;
   return *this;
 }
 
@@ -79,7 +85,8 @@ WriterStats GroupCommitWriter::stats() const {
   return {batches_committed_.load(kRelaxed), batches_failed_.load(kRelaxed),
           counter_raises_.load(kRelaxed), unique_violation_retries_.load(kRelaxed),
           deadlock_retries_.load(kRelaxed), seqs_given_back_.load(kRelaxed),
-          seqs_tombstoned_.load(kRelaxed), checked_batches_.load(kRelaxed)};
+          seqs_tombstoned_.load(kRelaxed), checked_batches_.load(kRelaxed),
+          batch_sizes_.snapshot(),         commit_us_.snapshot()};
 }
 
 StoreStatus GroupCommitWriter::submit(SendCommand& cmd) {
@@ -156,6 +163,7 @@ void GroupCommitWriter::process(std::vector<SendCommand>& batch) {
     }
   }
 
+  const auto taken = std::chrono::steady_clock::now();
   StoreStatus status;
   for (int attempt = 1;; ++attempt) {
     status = write_batch(slots, unique);
@@ -173,6 +181,10 @@ void GroupCommitWriter::process(std::vector<SendCommand>& batch) {
   } else {
     backend_down_.store(false, std::memory_order_relaxed);
     batches_committed_.fetch_add(1, std::memory_order_relaxed);
+    batch_sizes_.record(batch.size());
+    commit_us_.record(static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                                     std::chrono::steady_clock::now() - taken)
+                                                     .count()));
   }
 
   for (std::size_t i = 0; i < slots.size(); ++i) {

@@ -49,6 +49,7 @@
 #include <thread>
 #include <vector>
 
+#include "server/common/histogram.hpp"
 #include "server/service/store.hpp"
 #include "server/storage/batch_queue.hpp"
 #include "server/storage/fault_points.hpp"
@@ -86,6 +87,10 @@ struct WriterStats {
   /// Attempts whose optimistic statement found a send already stored and
   /// that were written again with the existence check (writer_sql::kInsertCheckedSql).
   std::uint64_t checked_batches = 0;
+  /// Sends per committed batch.
+  Histogram::Snapshot batch_sizes;
+  /// From a batch taken off the queue to its commit returning (every attempt), µs.
+  Histogram::Snapshot commit_us;
 
   WriterStats& operator+=(const WriterStats& o);
 };
@@ -223,6 +228,8 @@ class GroupCommitWriter final : public MessageWriter {
   std::atomic<std::uint64_t> deadlock_retries_{0};
   std::atomic<std::uint64_t> seqs_given_back_{0};
   std::atomic<std::uint64_t> checked_batches_{0};
+  Histogram batch_sizes_;
+  Histogram commit_us_;
   std::atomic<std::uint64_t> seqs_tombstoned_{0};
 };
 

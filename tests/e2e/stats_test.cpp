@@ -64,6 +64,10 @@ TEST_CASE("stats: one snapshot counts requests, errors, sends, sessions and batc
     CHECK(s.service.sends_failed[bad] == before.service.sends_failed[bad] + 1);
     CHECK(s.writer.batches_committed >= before.writer.batches_committed + 1);
     CHECK(s.writer.batches_committed <= before.writer.batches_committed + 3);
+    // Each committed batch is in both histograms: its size and its commit time.
+    CHECK(s.writer.batch_sizes.count() == s.writer.batches_committed);
+    CHECK(s.writer.commit_us.count() == s.writer.batches_committed);
+    CHECK(s.writer.batch_sizes.sum - before.writer.batch_sizes.sum == 3);
   }
   // The client left: the session closes, once.
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
