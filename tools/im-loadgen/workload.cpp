@@ -1,9 +1,7 @@
 #include "tools/im-loadgen/workload.hpp"
 
 #include <algorithm>
-#include <condition_variable>
 #include <cstdio>
-#include <functional>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -100,193 +98,264 @@ void Workload::follow(int receiver, Follower& f) {
   }
 }
 
-RunReport Workload::run() {
-  const int n = options_.senders;
-  const bool open_loop = options_.rate > 0;
-  sent_.assign(static_cast<std::size_t>(n), {});
-  struct Sender {
-    std::mutex mu;  // sends are issued by the main (or pacing) thread; completions run on the client's thread
-    std::unique_ptr<client::AsyncClient> client;
-    std::uint64_t quota = 0, next = 0, outstanding = 0, resends = 0;
-    Histogram latency;
-    std::uint64_t acked = 0, failed = 0, unknown = 0;
-    std::map<std::string, std::uint64_t> errors;
-    std::vector<std::int64_t> ack_times;
-    std::mt19937_64 rng{std::random_device{}()};
-  };
-  std::vector<Sender> senders(static_cast<std::size_t>(n));
-  std::atomic<std::uint64_t> acked_total{0}, errors_total{0};
-  std::atomic<bool> pacing_done{false};
-  std::uint64_t shed = 0;  // open loop: sends not issued because a sender had too many in flight
-  const auto start = Clock::now();
-  const std::int64_t start_ns = start.time_since_epoch().count();
-  const auto stop_issuing =
-      start + std::chrono::milliseconds(static_cast<std::int64_t>(options_.duration_s * 1000));
-  warmup_end_ns_ = start_ns + static_cast<std::int64_t>(options_.warmup_s * 1e9);
+// What the senders of one run() share: its clock and the totals of the
+// progress line.
+struct Workload::RunState {
+  bool open_loop = false;
+  Clock::time_point start;
+  std::int64_t start_ns = 0;
+  Clock::time_point stop_issuing;  // no send is issued from then on
+  std::atomic<std::uint64_t> acked_total{0};
+  std::atomic<std::uint64_t> errors_total{0};
+};
 
-  if (options_.follow) {
-    followers_ = std::vector<Follower>(static_cast<std::size_t>(options_.receivers));
-    for (int r = 0; r < options_.receivers; ++r) {
-      followers_[static_cast<std::size_t>(r)].thread =
-          std::thread([this, r] { follow(r, followers_[static_cast<std::size_t>(r)]); });
-    }
-  }
-  for (int s = 0; s < n; ++s) {
-    Sender& st = senders[static_cast<std::size_t>(s)];
-    st.quota = options_.count / static_cast<std::uint64_t>(n) +
-               (static_cast<std::uint64_t>(s) < options_.count % static_cast<std::uint64_t>(n) ? 1 : 0);
-    st.client = std::make_unique<client::AsyncClient>(client_options(options_, sender_name(s), s));
+// One sender: its connection, its sends (Workload::sent_[index]) and its
+// counters. Sends are issued by the main thread (the closed loop's first
+// ones), by the pacing thread (open loop) and by the completions of earlier
+// sends on the client's I/O thread (the closed loop's next one, resends), so
+// all of it is under mu_. The client's callbacks use `this`: finish() closes
+// the client (joining its thread) before the Sender goes.
+class Workload::Sender {
+ public:
+  Sender(Workload& w, RunState& run, int index, std::uint64_t quota)
+      : w_(w),
+        run_(run),
+        index_(index),
+        quota_(quota),
+        sent_(w.sent_[static_cast<std::size_t>(index)]),
+        client_(std::make_unique<client::AsyncClient>(client_options(w.options_, w.sender_name(index), index))) {}
+
+  /// Closed loop: the first `pipeline` sends; each answer issues the next.
+  void start() {
+    std::lock_guard lock(mu_);
+    for (int d = 0; d < w_.options_.pipeline && next_ < quota_; ++d) next();
   }
 
-  // Sends sender s's message `index` (again, for a resend), meant to leave at
-  // intended_ns; the caller holds the sender's mutex. A resend must get the
-  // first ack back, never a new message.
-  std::function<void(int, std::uint64_t, bool, std::int64_t)> send_one;
-  // Closed loop: issues the next send of sender s; the caller holds its mutex.
-  auto issue = [&](int s) {
-    Sender& st = senders[static_cast<std::size_t>(s)];
-    if (open_loop || st.next >= st.quota || Clock::now() >= stop_issuing) return;
-    send_one(s, st.next++, false, now_ns());
-  };
-  send_one = [&](int s, std::uint64_t index, bool resend, std::int64_t intended_ns) {
-    Sender& st = senders[static_cast<std::size_t>(s)];
-    const int receiver = static_cast<int>((index + static_cast<std::uint64_t>(s)) %
-                                          static_cast<std::uint64_t>(options_.receivers));
-    std::string body = fmt::format("{}:{}:{}:", options_.prefix, s, index);
-    if (body.size() < options_.body_bytes) body.append(options_.body_bytes - body.size(), 'x');
-    auto& list = sent_[static_cast<std::size_t>(s)];
-    if (!resend) list.emplace_back();
-    Sent& rec = list[index];
+  /// Open loop: the next send, meant to leave at intended_ns. False (shed)
+  /// when max_in_flight are outstanding already.
+  bool offer(std::int64_t intended_ns, std::uint64_t max_in_flight) {
+    std::lock_guard lock(mu_);
+    if (outstanding_ >= max_in_flight) return false;
+    send(next_++, false, intended_ns);
+    return true;
+  }
+
+  /// Nothing outstanding, and (closed loop, still issuing) nothing left to issue.
+  bool done(bool issuing_over) {
+    std::lock_guard lock(mu_);
+    if (outstanding_ > 0) return false;
+    return run_.open_loop || issuing_over || next_ >= quota_;
+  }
+
+  /// Closes the connection, so that the counters are final, and adds them up.
+  void finish(RunReport& report, std::vector<std::int64_t>& ack_times) {
+    client_.reset();  // joins the client's thread
+    report.attempted += next_;
+    report.acked += acked_;
+    report.failed += failed_;
+    report.unknown += unknown_;
+    report.resends += resends_;
+    for (const auto& [k, v] : errors_) report.errors[k] += v;
+    report.ack_latency_us.merge(latency_);
+    ack_times.insert(ack_times.end(), ack_times_.begin(), ack_times_.end());
+  }
+
+ private:
+  /// Closed loop: issues the next send, if one is left and it is not too late. mu_ held.
+  void next() {
+    if (run_.open_loop || next_ >= quota_ || Clock::now() >= run_.stop_issuing) return;
+    send(next_++, false, now_ns());
+  }
+
+  /// Sends message `index` (again, for a resend), meant to leave at
+  /// intended_ns. A resend must get the first ack back, never a new message.
+  /// mu_ held.
+  void send(std::uint64_t index, bool resend, std::int64_t intended_ns) {
+    const WorkloadOptions& o = w_.options_;
+    const int receiver = static_cast<int>((index + static_cast<std::uint64_t>(index_)) %
+                                          static_cast<std::uint64_t>(o.receivers));
+    std::string body = fmt::format("{}:{}:{}:", o.prefix, index_, index);
+    if (body.size() < o.body_bytes) body.append(o.body_bytes - body.size(), 'x');
+    if (!resend) sent_.emplace_back();
+    Sent& rec = sent_[index];
     if (!resend) {
       rec.receiver = receiver;
       rec.issued_ns = now_ns();
       rec.intended_ns = intended_ns;
     }
-    ++st.outstanding;
-    st.client->send(receiver_name(receiver), std::move(body), index + 1,
-                    [&, s, index, resend](client::Result<client::SendAck> r) {
-                      Sender& me = senders[static_cast<std::size_t>(s)];
-                      std::unique_lock sender_lock(me.mu);
-                      Sent& sent = sent_[static_cast<std::size_t>(s)][index];
-                      if (resend) {
-                        // The first ack stands; a different one is an ack mismatch (see check()).
-                        if (r && (r->message_id != sent.message_id || r->seq != sent.seq)) sent.outcome = Outcome::failed;
-                      } else if (r) {
-                        const std::int64_t t = now_ns();
-                        // From the intended send time: in an open loop, time spent
-                        // queued behind a slow server counts (no coordinated omission).
-                        if (sent.intended_ns >= warmup_end_ns_) me.latency.record((t - sent.intended_ns) / 1000);
-                        me.ack_times.push_back(t);
-                        ++me.acked;
-                        acked_total.fetch_add(1, std::memory_order_relaxed);
-                        sent.message_id = r->message_id;
-                        sent.seq = r->seq;
-                        sent.acked_ns = t;
-                        sent.outcome = Outcome::acked;
-                        if (options_.resend_fraction > 0 &&
-                            std::uniform_real_distribution<double>(0, 1)(me.rng) < options_.resend_fraction) {
-                          ++me.resends;
-                          send_one(s, index, true, t);
-                        }
-                      } else {
-                        ++me.errors[error_key(r.error())];
-                        errors_total.fetch_add(1, std::memory_order_relaxed);
-                        if (r.error().retryable()) {
-                          ++me.unknown;
-                          sent.outcome = Outcome::unknown;
-                        } else {
-                          ++me.failed;
-                          sent.outcome = Outcome::failed;
-                        }
-                      }
-                      --me.outstanding;
-                      issue(s);
-                    });
-  };
+    ++outstanding_;
+    client_->send(w_.receiver_name(receiver), std::move(body), index + 1,
+                  [this, index, resend](client::Result<client::SendAck> r) { on_ack(index, resend, r); });
+  }
 
-  std::thread pacer;
-  if (open_loop) {
-    // Message k is due at start + k / rate, from sender k mod n, whatever the
-    // server's pace; a sender with too many sends in flight sheds instead of
-    // growing without bound.
-    pacer = std::thread([&] {
-      const double ns_per_msg = 1e9 / options_.rate;
-      const std::uint64_t max_in_flight = std::max<std::uint64_t>(static_cast<std::uint64_t>(options_.pipeline), 100000);
-      std::uint64_t k = 0;
-      while (k < options_.count) {
-        const auto now = Clock::now();
-        if (now >= stop_issuing) break;
-        const auto due = static_cast<std::uint64_t>(static_cast<double>((now - start).count()) / ns_per_msg) + 1;
-        for (; k < due && k < options_.count; ++k) {
-          const int s = static_cast<int>(k % static_cast<std::uint64_t>(n));
-          Sender& st = senders[static_cast<std::size_t>(s)];
-          std::lock_guard lock(st.mu);
-          if (st.outstanding >= max_in_flight) {
-            ++shed;
-            continue;
-          }
-          send_one(s, st.next++, false, start_ns + static_cast<std::int64_t>(static_cast<double>(k) * ns_per_msg));
-        }
-        std::this_thread::sleep_for(std::chrono::microseconds(100));
-      }
-      pacing_done = true;
-    });
-  } else {
-    for (int s = 0; s < n; ++s) {
-      Sender& st = senders[static_cast<std::size_t>(s)];
-      std::lock_guard lock(st.mu);
-      for (int d = 0; d < options_.pipeline && st.next < st.quota; ++d) issue(s);
+  /// The answer to a send: on the client's I/O thread.
+  void on_ack(std::uint64_t index, bool resend, const client::Result<client::SendAck>& r) {
+    std::unique_lock lock(mu_);
+    Sent& sent = sent_[index];
+    if (resend) {
+      // The first ack stands; a different one is an ack mismatch (see check()).
+      if (r && (r->message_id != sent.message_id || r->seq != sent.seq)) sent.outcome = Outcome::failed;
+    } else if (r) {
+      acked(index, sent, *r);
+    } else {
+      failed(sent, r.error());
+    }
+    --outstanding_;
+    next();
+  }
+
+  void acked(std::uint64_t index, Sent& sent, const client::SendAck& ack) {
+    const std::int64_t t = now_ns();
+    // From the intended send time: in an open loop, time spent queued behind
+    // a slow server counts (no coordinated omission).
+    if (sent.intended_ns >= w_.warmup_end_ns_) latency_.record((t - sent.intended_ns) / 1000);
+    ack_times_.push_back(t);
+    ++acked_;
+    run_.acked_total.fetch_add(1, std::memory_order_relaxed);
+    sent.message_id = ack.message_id;
+    sent.seq = ack.seq;
+    sent.acked_ns = t;
+    sent.outcome = Outcome::acked;
+    const double fraction = w_.options_.resend_fraction;
+    if (fraction > 0 && std::uniform_real_distribution<double>(0, 1)(rng_) < fraction) {
+      ++resends_;
+      send(index, true, t);
     }
   }
 
-  auto all_done = [&] {
-    if (open_loop && !pacing_done) return false;
-    const bool issuing_over = Clock::now() >= stop_issuing;
-    for (Sender& st : senders) {
-      std::lock_guard lock(st.mu);
-      if (st.outstanding > 0) return false;
-      if (!open_loop && !issuing_over && st.next < st.quota) return false;
+  void failed(Sent& sent, const client::Error& e) {
+    ++errors_[error_key(e)];
+    run_.errors_total.fetch_add(1, std::memory_order_relaxed);
+    if (e.retryable()) {
+      ++unknown_;
+      sent.outcome = Outcome::unknown;
+    } else {
+      ++failed_;
+      sent.outcome = Outcome::failed;
     }
-    return true;
+  }
+
+  Workload& w_;
+  RunState& run_;
+  const int index_;
+  const std::uint64_t quota_;
+  std::deque<Sent>& sent_;  // grows as sends are issued; a deque keeps references valid
+  std::mutex mu_;
+  std::unique_ptr<client::AsyncClient> client_;
+  std::uint64_t next_ = 0;  // the next message's index: how many were issued
+  std::uint64_t outstanding_ = 0;
+  std::uint64_t resends_ = 0;
+  std::uint64_t acked_ = 0, failed_ = 0, unknown_ = 0;
+  Histogram latency_;
+  std::map<std::string, std::uint64_t> errors_;
+  std::vector<std::int64_t> ack_times_;
+  std::mt19937_64 rng_{std::random_device{}()};
+};
+
+RunReport Workload::run() {
+  RunState run;
+  run.open_loop = options_.rate > 0;
+  run.start = Clock::now();
+  run.start_ns = run.start.time_since_epoch().count();
+  run.stop_issuing = run.start + std::chrono::milliseconds(static_cast<std::int64_t>(options_.duration_s * 1000));
+  warmup_end_ns_ = run.start_ns + static_cast<std::int64_t>(options_.warmup_s * 1e9);
+  sent_.assign(static_cast<std::size_t>(options_.senders), {});
+
+  if (options_.follow) start_followers();
+  Senders senders = start_senders(run);
+  std::atomic<bool> pacing_done{false};
+  std::uint64_t shed = 0;
+  std::thread pacer;
+  if (run.open_loop) {
+    pacer = std::thread([&] {
+      shed = pace(senders, run);
+      pacing_done = true;
+    });
+  } else {
+    for (auto& s : senders) s->start();
+  }
+  wait_for(senders, run, pacing_done);
+  if (pacer.joinable()) pacer.join();
+  return report(senders, run, shed);
+}
+
+void Workload::start_followers() {
+  followers_ = std::vector<Follower>(static_cast<std::size_t>(options_.receivers));
+  for (int r = 0; r < options_.receivers; ++r) {
+    followers_[static_cast<std::size_t>(r)].thread =
+        std::thread([this, r] { follow(r, followers_[static_cast<std::size_t>(r)]); });
+  }
+}
+
+Workload::Senders Workload::start_senders(RunState& run) {
+  const auto n = static_cast<std::uint64_t>(options_.senders);
+  Senders senders;
+  for (int s = 0; s < options_.senders; ++s) {
+    const std::uint64_t quota = options_.count / n + (static_cast<std::uint64_t>(s) < options_.count % n ? 1 : 0);
+    senders.push_back(std::make_unique<Sender>(*this, run, s, quota));
+  }
+  return senders;
+}
+
+std::uint64_t Workload::pace(Senders& senders, const RunState& run) {
+  // Message k is due at start + k / rate, from sender k mod n, whatever the
+  // server's pace; a sender with too many sends in flight sheds instead of
+  // growing without bound.
+  const double ns_per_msg = 1e9 / options_.rate;
+  const std::uint64_t max_in_flight = std::max<std::uint64_t>(static_cast<std::uint64_t>(options_.pipeline), 100000);
+  std::uint64_t shed = 0;
+  std::uint64_t k = 0;
+  while (k < options_.count) {
+    const auto now = Clock::now();
+    if (now >= run.stop_issuing) break;
+    const auto due = static_cast<std::uint64_t>(static_cast<double>((now - run.start).count()) / ns_per_msg) + 1;
+    for (; k < due && k < options_.count; ++k) {
+      Sender& s = *senders[k % senders.size()];
+      if (!s.offer(run.start_ns + static_cast<std::int64_t>(static_cast<double>(k) * ns_per_msg), max_in_flight)) {
+        ++shed;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  return shed;
+}
+
+void Workload::wait_for(Senders& senders, const RunState& run, const std::atomic<bool>& pacing_done) {
+  auto all_done = [&] {
+    if (run.open_loop && !pacing_done) return false;
+    const bool issuing_over = Clock::now() >= run.stop_issuing;
+    return std::all_of(senders.begin(), senders.end(), [&](auto& s) { return s->done(issuing_over); });
   };
   // Generous: every send may use all its attempts with the longest backoff.
   const auto hard_deadline =
-      stop_issuing + std::chrono::milliseconds(static_cast<std::int64_t>(
-                         (options_.timeout_s + 2.5) * 1000 * options_.send_attempts));
-  auto next_progress = start + std::chrono::seconds(1);
+      run.stop_issuing + std::chrono::milliseconds(static_cast<std::int64_t>(
+                             (options_.timeout_s + 2.5) * 1000 * options_.send_attempts));
+  const auto warmup_end = run.start + std::chrono::milliseconds(static_cast<std::int64_t>(options_.warmup_s * 1000));
+  auto next_progress = run.start + std::chrono::seconds(1);
   std::uint64_t last_acked = 0;
   while (!all_done() && Clock::now() < hard_deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     if (options_.progress && Clock::now() >= next_progress) {
-      const std::uint64_t a = acked_total.load();
+      const std::uint64_t a = run.acked_total.load();
       std::fprintf(stderr, "\r[%5.0f s] acked %llu (%llu/s) errors %llu%s   ",
-                   std::chrono::duration<double>(Clock::now() - start).count(),
+                   std::chrono::duration<double>(Clock::now() - run.start).count(),
                    static_cast<unsigned long long>(a), static_cast<unsigned long long>(a - last_acked),
-                   static_cast<unsigned long long>(errors_total.load()),
-                   Clock::now() < start + std::chrono::milliseconds(static_cast<std::int64_t>(options_.warmup_s * 1000))
-                       ? " (warm-up)" : "");
+                   static_cast<unsigned long long>(run.errors_total.load()),
+                   Clock::now() < warmup_end ? " (warm-up)" : "");
       last_acked = a;
       next_progress += std::chrono::seconds(1);
     }
   }
   if (options_.progress) std::fprintf(stderr, "\n");
-  pacing_done = true;
-  if (pacer.joinable()) pacer.join();
+}
+
+RunReport Workload::report(Senders& senders, const RunState& run, std::uint64_t shed) {
+  const std::int64_t start_ns = run.start_ns;
   RunReport report;
-  report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  report.seconds = std::chrono::duration<double>(Clock::now() - run.start).count();
   report.shed = shed;
   std::vector<std::int64_t> ack_times;
-  for (Sender& st : senders) {
-    st.client.reset();  // joins the client's thread: its counters are final
-    report.attempted += st.next;
-    report.acked += st.acked;
-    report.failed += st.failed;
-    report.unknown += st.unknown;
-    report.resends += st.resends;
-    for (const auto& [k, v] : st.errors) report.errors[k] += v;
-    report.ack_latency_us.merge(st.latency);
-    ack_times.insert(ack_times.end(), st.ack_times.begin(), st.ack_times.end());
-  }
+  for (auto& s : senders) s->finish(report, ack_times);
   // Sends never answered (the hard deadline passed) are unknown too.
   for (auto& list : sent_) {
     for (Sent& s : list) {

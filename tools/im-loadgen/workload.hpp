@@ -19,6 +19,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -135,6 +136,19 @@ class Workload {
     std::uint64_t regressions = 0;
     std::uint64_t errors = 0;
   };
+  // The sending side of run(): one Sender per connection, and what they share.
+  class Sender;
+  struct RunState;
+  using Senders = std::vector<std::unique_ptr<Sender>>;
+  Senders start_senders(RunState& run);
+  /// Open loop: issues every send at its time, spread over the senders, until
+  /// the count or the duration is reached. Returns how many were shed.
+  std::uint64_t pace(Senders& senders, const RunState& run);
+  /// Until every send is answered (or the hard deadline), with the progress line.
+  void wait_for(Senders& senders, const RunState& run, const std::atomic<bool>& pacing_done);
+  RunReport report(Senders& senders, const RunState& run, std::uint64_t shed);
+
+  void start_followers();
   void follow(int receiver, Follower& f);
   /// "<prefix>:<sender>:<index>:..." -> sender and index; the sender is in range.
   bool parse_ids(const std::string& body, int& sender, std::uint64_t& index) const;

@@ -339,3 +339,84 @@ TEST_CASE("server lists parse, with clear errors", "[unit][client]") {
     CHECK(r.error().message.find("bad server list") == 0);
   }
 }
+
+TEST_CASE("a send waiting to retry fails with closed when its client goes", "[unit][client]") {
+  std::atomic<int> sends{0};
+  FakeServer server([&](FakeServer::Conn& c, const wire::Frame& f, int) {
+    if (f.body_type() == wire::Body::Hello) return welcome(c, f);
+    ++sends;
+    c.reply(protocol::encode_error(f.request_id(), wire::ErrorCode::Unavailable, "db down", 60000));
+  });
+  std::promise<client::Result<client::SendAck>> done;
+  auto future = done.get_future();
+  {
+    client::AsyncClient c(options_for(server));
+    c.send("bob", "x", 7, [&](client::Result<client::SendAck> r) { done.set_value(std::move(r)); });
+    for (int i = 0; i < 500 && sends == 0; ++i) std::this_thread::sleep_for(5ms);
+    REQUIRE(sends == 1);
+    std::this_thread::sleep_for(50ms);  // the Unavailable is in: the send waits 60 s to retry
+  }
+  // Answered by the destructor, not dropped.
+  REQUIRE(future.wait_for(0s) == std::future_status::ready);
+  const auto r = future.get();
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().kind == client::Error::Kind::closed);
+  CHECK(sends == 1);
+}
+
+TEST_CASE("a request after close() connects and is answered though a write was in flight",
+          "[unit][client]") {
+  std::atomic<bool> release{false};
+  FakeServer server([&](FakeServer::Conn& c, const wire::Frame& f, int connection) {
+    if (f.body_type() == wire::Body::Hello) {
+      welcome(c, f);
+      // The first connection is not read for a while: the client's writes back up.
+      while (connection == 1 && !release) std::this_thread::sleep_for(1ms);
+      return;
+    }
+    if (connection == 1) return;  // closed by the client: nothing to answer on
+    c.reply(protocol::encode_pong(f.request_id(), f.body_as_Ping()->nonce(), 0));
+  });
+  client::AsyncClient c(options_for(server));
+  std::promise<client::Result<client::Welcome>> welcomed;
+  c.connect([&](client::Result<client::Welcome> r) { welcomed.set_value(std::move(r)); });
+  REQUIRE(welcomed.get_future().get().ok());
+  // Far more than the sockets' buffers hold, in one request: a write stays in flight.
+  const std::string big(8u << 20, 'x');
+  c.send("bob", big, 1, [](client::Result<client::SendAck>) {});
+  std::this_thread::sleep_for(100ms);
+  c.close();
+  release = true;
+  std::promise<client::Result<std::chrono::microseconds>> pong;
+  c.ping([&](client::Result<std::chrono::microseconds> r) { pong.set_value(std::move(r)); });
+  const auto r = pong.get_future().get();
+  INFO((r.ok() ? std::string("ok") : r.error().to_string()));
+  CHECK(r.ok());
+  CHECK(server.connections() == 2);
+}
+
+TEST_CASE("a client destroyed with requests in flight answers each of them (closed)", "[unit][client]") {
+  FakeServer server([&](FakeServer::Conn& c, const wire::Frame& f, int) {
+    if (f.body_type() == wire::Body::Hello) return welcome(c, f);
+    // Never answers anything else.
+  });
+  for (int round = 0; round < 20; ++round) {
+    std::atomic<int> closed{0}, other{0};
+    {
+      client::AsyncClient c(options_for(server));
+      for (int i = 0; i < 50; ++i) {
+        c.ping([&](client::Result<std::chrono::microseconds> r) {
+          ++(!r.ok() && r.error().kind == client::Error::Kind::closed ? closed : other);
+        });
+        c.send("bob", "x", 0, [&](client::Result<client::SendAck> r) {
+          ++(!r.ok() && r.error().kind == client::Error::Kind::closed ? closed : other);
+        });
+      }
+      // Some rounds end before the connection is up, some after the requests went out.
+      std::this_thread::sleep_for(std::chrono::milliseconds(round % 4 * 5));
+    }
+    INFO("round " << round);
+    CHECK(closed == 100);
+    CHECK(other == 0);
+  }
+}
