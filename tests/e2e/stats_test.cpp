@@ -71,7 +71,11 @@ TEST_CASE("stats: one snapshot counts requests, errors, sends, sessions and batc
   }
   // The client left: the session closes, once.
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (server.get().stats().service.sessions_open != 0 && std::chrono::steady_clock::now() < until) {
+  const auto closed = [&] {
+    const ServerStats now = server.get().stats();
+    return now.service.sessions_open == 0 && now.connections.open == 0;
+  };
+  while (!closed() && std::chrono::steady_clock::now() < until) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   const ServerStats after = server.get().stats();
