@@ -37,12 +37,9 @@ class Service final : public SessionHandler {
 
   /// Completes pending long polls now and makes new ones return at once.
   void begin_shutdown();
-  bool shutting_down() const { return ctx_.shutting_down(); }
 
   ServiceContext& context() { return ctx_; }
-  const ServiceLimits& limits() const { return ctx_.limits; }
   ReadGate& read_gate() { return ctx_.reads; }
-  ResponseBudget& response_budget() { return ctx_.responses; }
 
  private:
   ServiceContext ctx_;

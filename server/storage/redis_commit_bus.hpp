@@ -52,7 +52,6 @@ class RedisCommitBus final : public CommitListener {
     std::uint64_t publish_failures = 0;      // PUBLISHes not sent (Redis down or broke)
   };
   Stats stats() const;
-  std::uint64_t remote_notifications() const { return remote_.load(); }
 
  private:
   void subscribe_loop();
